@@ -1,0 +1,43 @@
+// Package store holds the artifact store backends: bbolt (the embedded default, one
+// file), CouchDB (OpenWhisk's own databases and document layout) and Couchbase. Each
+// implements Store, which is activation.Store plus what the standalone controller needs.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/seuss-go/seuss/activation"
+)
+
+// Store is a complete artifact store.
+type Store interface {
+	activation.Store
+
+	// PutAction creates (a.Rev == "") or updates (a.Rev == the current revision) an
+	// action document and returns its new revision. Creating an existing document or
+	// updating a stale revision returns activation.ErrConflict. When code is non-nil the
+	// store sets a.Exec.Code itself, as OpenWhisk does: inline "mem:<base64url>" below
+	// 16 KiB, else an attachment "couch:<uuid>".
+	PutAction(ctx context.Context, a *activation.WhiskAction, code []byte) (rev string, err error)
+	// DeleteAction removes the action docID at revision rev ("" for the latest).
+	DeleteAction(ctx context.Context, docID, rev string) error
+	// ListActions lists a namespace's actions ("ns", including packages "ns/pkg"),
+	// newest update first.
+	ListActions(ctx context.Context, namespace string, skip, limit int) ([]*activation.WhiskAction, error)
+	// ListActivations lists a namespace's records, newest start first.
+	ListActivations(ctx context.Context, q ActivationQuery) ([]*activation.WhiskActivation, error)
+	// Health reports whether the store answers.
+	Health(ctx context.Context) error
+	Close() error
+}
+
+// ActivationQuery selects records as OpenWhisk's activations list does.
+type ActivationQuery struct {
+	Namespace string
+	// Name, when set, keeps records whose path annotation is "<namespace>/<Name>" (Name
+	// may be "pkg/action").
+	Name        string
+	Since, Upto time.Time // zero: unbounded; compared with the record's start
+	Skip, Limit int
+}
