@@ -1,0 +1,57 @@
+// Package runtimes owns the OpenWhisk action contract for the managed kinds seuss runs
+// (nodejs:20 and python:3.11): the launchers that run inside a runtime instance (a
+// unikernel context, or a host process for the baseline), the read-only root
+// directory each kind runs in, and the decoding of the launchers' answers.
+//
+// It knows nothing of how an instance is created: package unikernel serves a root to a
+// guest, package runtimes/process starts host processes. Both start a launcher with
+// Kind.Argv and speak the protocol below.
+//
+// # Protocol (the actionloop protocol, openwhisk-protocol.md §6.5, extended to init)
+//
+// The executor writes one JSON line on the launcher's fd 0 per request and reads one
+// line from its fd 3 per request. Logs are what the launcher writes on fds 1 and 2.
+//
+//	init:  {"value":{"name":…,"main":…,"code":…,"binary":…,"env":{…}}}
+//	       (a line whose only top-level keys are "value" and, optionally, "warmup")
+//	run:   {"value":…,"namespace":…,"action_name":…,"action_version":…,
+//	        "activation_id":…,"transaction_id":…,"deadline":"…"[,"api_key":…]}
+//	       (any line with another top-level key)
+//
+// After every run, and after a failed init, the launcher writes the sentinel line
+// XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX on both fd 1 and fd 2, before the answer on
+// fd 3, so that once the answer is read the logs are complete as soon as the pipes are
+// drained. Each stream's pending logs go out in one write at the end of an activation
+// (or every 64 KiB): inside a unikernel context each system call is a VM exit.
+//
+// # Status encoding on fd 3
+//
+// The stock runtimes answer over HTTP with a status; the launchers encode it on the
+// answer line:
+//
+//	{"payload":"hi"}            status 200, body = the whole line (any JSON text)
+//	!502 {"error":"…"}          status 502, body = the JSON after "!<status> "
+//
+// A JSON text never begins with '!', so the two forms cannot be confused, and a line
+// from an unmodified actionloop launcher (always bare JSON) decodes as 200. DecodeReply
+// implements this.
+//
+// # Snapshot points and warm-up
+//
+// Between requests a launcher is blocked in read(0): once before its first init
+// ("ready, awaiting init") and after a successful init ("initialised, awaiting run").
+// An init line with "warmup": true starts a dummy activation: the launcher answers the
+// init and the next run exactly as usual (answers, logs, sentinels), then forgets the
+// action (environment, working directory, loaded modules, extracted files) and is again
+// awaiting its first init. Runtime snapshots are taken after a warm-up, so the
+// interpreter's code paths for init and run are already warm in every restored
+// instance. WarmupInit and WarmupRun are the messages to send.
+//
+// # Roots
+//
+// A root is a directory holding the interpreter at its host path (/usr/bin/node,
+// /usr/bin/python3.11), its shared libraries and /lib64/ld-linux-x86-64.so.2, its
+// standard library, the launcher under /seuss/, and manifest.json: every file's size,
+// mode and SHA-256, and a root digest over all of them, by which snapshots are keyed.
+// BuildRoot makes one (cmd: go run ./runtimes/mkroot); LoadRoot reads one back.
+package runtimes

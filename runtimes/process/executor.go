@@ -1,0 +1,413 @@
+package process
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/seuss-go/seuss/activation"
+	"github.com/seuss-go/seuss/runtimes"
+)
+
+// Config configures an Executor. The zero value is usable.
+type Config struct {
+	// IdleTTL is how long an idle instance is kept for its action (default 10 minutes,
+	// OpenWhisk's idle container timeout).
+	IdleTTL time.Duration
+	// MemoryBudgetMB bounds the sum of MemoryMB over live instances (default 2048,
+	// OpenWhisk's default user memory). Idle instances are evicted, least recently used
+	// first, to make room; when busy ones alone fill it, Run returns ErrNoCapacity.
+	MemoryBudgetMB int
+	// Env is added to every launcher's environment, e.g. "__OW_API_HOST=https://…".
+	Env []string
+	// TempDir holds the launchers and each instance's directory (default os.TempDir()).
+	TempDir string
+	// Warmup runs the launchers' warm-up activation in every new instance before its
+	// init, as runtime snapshots do (it costs one more round trip per cold start).
+	Warmup bool
+	// NoCgroup disables cgroup v2 memory limits even where they are available.
+	NoCgroup bool
+}
+
+// ErrNoCapacity is returned by Run when busy instances fill the memory budget.
+var ErrNoCapacity = errors.New("process: memory budget exhausted by busy instances")
+
+// ErrClosed is returned by Run after Close.
+var ErrClosed = errors.New("process: executor closed")
+
+// Executor implements activation.Executor with host processes.
+type Executor struct {
+	cfg       Config
+	dir       string            // launchers are written here
+	launchers map[string]string // kind name → launcher path on the host
+	cg        *cgroupV2         // nil: rlimit fallback
+	cgReason  string            // why cg is nil
+
+	mu       sync.Mutex
+	idle     map[activation.ActionKey][]*instance // most recently used last
+	live     map[*instance]bool
+	reserved int // MB over live instances
+	closed   bool
+}
+
+var _ activation.Executor = (*Executor)(nil)
+
+// New prepares an executor: writes the launchers and sets up cgroups if it can.
+func New(cfg Config) (*Executor, error) {
+	if cfg.IdleTTL <= 0 {
+		cfg.IdleTTL = 10 * time.Minute
+	}
+	if cfg.MemoryBudgetMB <= 0 {
+		cfg.MemoryBudgetMB = 2048
+	}
+	if cfg.TempDir == "" {
+		cfg.TempDir = os.TempDir()
+	}
+	dir, err := os.MkdirTemp(cfg.TempDir, "seuss-launchers-")
+	if err != nil {
+		return nil, fmt.Errorf("process: new: %w", err)
+	}
+	e := &Executor{cfg: cfg, dir: dir, launchers: map[string]string{}, idle: map[activation.ActionKey][]*instance{}, live: map[*instance]bool{}}
+	for _, k := range runtimes.Kinds() {
+		p := filepath.Join(dir, k.Language()+"-"+k.LauncherName)
+		if err := os.WriteFile(p, k.LauncherSource(), 0o444); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("process: new: write launcher: %w", err)
+		}
+		e.launchers[k.Name] = p
+	}
+	if cfg.NoCgroup {
+		e.cgReason = "disabled by configuration"
+	} else if cg, err := setupCgroup(); err != nil {
+		e.cgReason = err.Error()
+	} else {
+		e.cg = cg
+	}
+	return e, nil
+}
+
+// MemoryLimitMechanism says how memory limits are enforced, for logs and reports.
+func (e *Executor) MemoryLimitMechanism() string {
+	if e.cg != nil {
+		return "cgroup v2 memory.max under " + e.cg.dir
+	}
+	return "rlimit fallback (python: RLIMIT_AS; node: --max-old-space-size, heap only): no cgroup v2 (" + e.cgReason + ")"
+}
+
+// Close kills every instance and removes the executor's files.
+func (e *Executor) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	all := make([]*instance, 0, len(e.live))
+	for inst := range e.live {
+		all = append(all, inst)
+	}
+	e.mu.Unlock()
+	for _, inst := range all {
+		inst.kill()
+		<-inst.exited
+	}
+	if e.cg != nil {
+		e.cg.close()
+	}
+	return os.RemoveAll(e.dir)
+}
+
+// Stats is a snapshot of the executor's pool.
+type Stats struct {
+	Live, Idle int
+	ReservedMB int
+}
+
+// Stats reports the pool's size.
+func (e *Executor) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, l := range e.idle {
+		n += len(l)
+	}
+	return Stats{Live: len(e.live), Idle: n, ReservedMB: e.reserved}
+}
+
+// takeIdle returns the most recently used idle instance for the job, if any.
+func (e *Executor) takeIdle(job *activation.Job, kind runtimes.Kind) *instance {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l := e.idle[job.Key]
+	for i := len(l) - 1; i >= 0; i-- {
+		inst := l[i]
+		if inst.kind.Name != kind.Name || inst.memMB != job.Limits.MemoryMB {
+			continue
+		}
+		e.idle[job.Key] = append(l[:i:i], l[i+1:]...)
+		if len(e.idle[job.Key]) == 0 {
+			delete(e.idle, job.Key)
+		}
+		inst.idleTimer.Stop()
+		return inst
+	}
+	return nil
+}
+
+// reserve makes room for a new instance of memMB, evicting idle instances.
+func (e *Executor) reserve(memMB int) error {
+	var evict []*instance
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	for e.reserved+memMB > e.cfg.MemoryBudgetMB {
+		victim := e.lruIdleLocked()
+		if victim == nil {
+			e.mu.Unlock()
+			return fmt.Errorf("%w: %d MB reserved of %d, %d MB more needed", ErrNoCapacity, e.reserved, e.cfg.MemoryBudgetMB, memMB)
+		}
+		e.removeIdleLocked(victim)
+		e.reserved -= victim.memMB
+		delete(e.live, victim)
+		evict = append(evict, victim)
+	}
+	e.reserved += memMB
+	e.mu.Unlock()
+	for _, v := range evict {
+		v.kill()
+	}
+	return nil
+}
+
+func (e *Executor) lruIdleLocked() *instance {
+	var victim *instance
+	for _, l := range e.idle {
+		if len(l) > 0 && (victim == nil || l[0].lastUsed.Before(victim.lastUsed)) {
+			victim = l[0]
+		}
+	}
+	return victim
+}
+
+func (e *Executor) removeIdleLocked(inst *instance) bool {
+	l := e.idle[inst.key]
+	for i, x := range l {
+		if x == inst {
+			e.idle[inst.key] = append(l[:i:i], l[i+1:]...)
+			if len(e.idle[inst.key]) == 0 {
+				delete(e.idle, inst.key)
+			}
+			inst.idleTimer.Stop()
+			return true
+		}
+	}
+	return false
+}
+
+// park returns a healthy instance to the idle pool.
+func (e *Executor) park(inst *instance) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || !e.live[inst] {
+		go inst.kill()
+		return
+	}
+	inst.lastUsed = time.Now()
+	e.idle[inst.key] = append(e.idle[inst.key], inst)
+	if inst.idleTimer == nil {
+		inst.idleTimer = time.AfterFunc(e.cfg.IdleTTL, func() { e.expire(inst) })
+	} else {
+		inst.idleTimer.Reset(e.cfg.IdleTTL)
+	}
+}
+
+func (e *Executor) expire(inst *instance) {
+	e.mu.Lock()
+	ok := e.removeIdleLocked(inst) && time.Since(inst.lastUsed) >= e.cfg.IdleTTL
+	if !ok {
+		e.mu.Unlock()
+		return
+	}
+	e.reserved -= inst.memMB
+	delete(e.live, inst)
+	e.mu.Unlock()
+	inst.kill()
+}
+
+// discard kills an instance that must not be reused.
+func (e *Executor) discard(inst *instance) {
+	e.forget(inst)
+	inst.kill()
+}
+
+// forget drops an instance from the accounting (idempotent).
+func (e *Executor) forget(inst *instance) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.live[inst] {
+		delete(e.live, inst)
+		e.reserved -= inst.memMB
+		e.removeIdleLocked(inst)
+	}
+}
+
+// Run implements activation.Executor.
+func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Outcome, error) {
+	kind, err := runtimes.Resolve(job.Kind)
+	if err != nil {
+		return nil, err
+	}
+	timeout := job.Limits.Timeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	out := &activation.Outcome{Path: activation.PathHot}
+	inst := e.takeIdle(job, kind)
+	if inst == nil {
+		out.Path = activation.PathBoot
+		if err := e.reserve(job.Limits.MemoryMB); err != nil {
+			return nil, err
+		}
+		inst, err = e.start(kind, job)
+		if err != nil {
+			e.mu.Lock()
+			e.reserved -= job.Limits.MemoryMB
+			e.mu.Unlock()
+			return nil, err
+		}
+		e.mu.Lock()
+		e.live[inst] = true
+		e.mu.Unlock()
+	}
+	inst.logs.begin(job.Limits.LogBytes)
+
+	if out.Path == activation.PathBoot {
+		if e.cfg.Warmup {
+			if err := e.warmup(ctx, inst, kind, time.Now().Add(timeout)); err != nil {
+				e.discard(inst)
+				return nil, fmt.Errorf("process: warm-up %s: %w", kind.Name, err)
+			}
+		}
+		line, err := encodeLine(struct {
+			Value *activation.InitMessage `json:"value"`
+		}{&job.Init})
+		if err != nil {
+			e.discard(inst)
+			return nil, fmt.Errorf("process: encode init: %w", err)
+		}
+		out.InitStart = time.Now()
+		ans, err := inst.request(ctx, line, out.InitStart.Add(timeout))
+		out.InitEnd = time.Now()
+		if err != nil {
+			out.Err = e.fail(inst, err, activation.ErrInitTimeout, activation.ErrInitExited)
+			out.Logs, out.LogsTruncated = inst.logs.take()
+			return out, nil
+		}
+		out.InitStatus, out.InitResponse, err = runtimes.DecodeReply(ans)
+		if err != nil {
+			e.discard(inst)
+			return nil, fmt.Errorf("process: init %s: %w", kind.Name, err)
+		}
+		if out.InitStatus != 200 {
+			// Never reused: end it and keep everything it wrote.
+			e.discard(inst)
+			<-inst.exited
+			inst.logs.wait(time.Now().Add(time.Second))
+			out.Logs, out.LogsTruncated = inst.logs.take()
+			return out, nil
+		}
+	}
+
+	run := job.Run
+	if len(bytes.TrimSpace(run.Value)) == 0 {
+		run.Value = json.RawMessage("{}")
+	}
+	line, err := encodeLine(&run)
+	if err != nil {
+		e.discard(inst)
+		return nil, fmt.Errorf("process: encode run: %w", err)
+	}
+	out.RunStart = time.Now()
+	deadline := out.RunStart.Add(timeout)
+	ans, err := inst.request(ctx, line, deadline)
+	out.RunEnd = time.Now()
+	if err != nil {
+		out.Err = e.fail(inst, err, activation.ErrRunTimeout, activation.ErrRunExited)
+		out.Logs, out.LogsTruncated = inst.logs.take()
+		return out, nil
+	}
+	out.RunStatus, out.RunResponse, err = runtimes.DecodeReply(ans)
+	if err != nil {
+		e.discard(inst)
+		return nil, fmt.Errorf("process: run %s: %w", kind.Name, err)
+	}
+	// The launcher wrote its sentinels before answering: this returns at once unless
+	// the pipes still hold unread logs.
+	complete := inst.logs.wait(deadline)
+	out.Logs, out.LogsTruncated = inst.logs.take()
+	if out.RunStatus == 200 && complete {
+		e.park(inst)
+	} else {
+		e.discard(inst)
+	}
+	return out, nil
+}
+
+// fail ends an instance whose request failed and says why, as an Outcome.Err.
+func (e *Executor) fail(inst *instance, err error, timeoutErr, exitErr error) error {
+	e.discard(inst)
+	<-inst.exited
+	// The pipes are closed now that the process group is dead: drain what it wrote.
+	inst.logs.wait(time.Now().Add(time.Second))
+	switch {
+	case errors.Is(err, errTimeout):
+		return timeoutErr
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case inst.memoryExceeded():
+		return fmt.Errorf("%w: the action exceeded its memory limit of %d MB", activation.ErrMemoryLimit, inst.memMB)
+	default:
+		if inst.signaled != 0 {
+			return fmt.Errorf("%w: killed by signal %v", exitErr, inst.signaled)
+		}
+		return fmt.Errorf("%w: exit status %d", exitErr, inst.exitCode)
+	}
+}
+
+// warmup sends the launchers' dummy activation through the whole path.
+func (e *Executor) warmup(ctx context.Context, inst *instance, kind runtimes.Kind, deadline time.Time) error {
+	ans, err := inst.request(ctx, runtimes.WarmupInit(kind), deadline)
+	if err != nil {
+		return err
+	}
+	if st, _, err := runtimes.DecodeReply(ans); err != nil || st != 200 {
+		return fmt.Errorf("init answered %q", ans)
+	}
+	ans, err = inst.request(ctx, runtimes.WarmupRun, deadline)
+	if err != nil {
+		return err
+	}
+	if st, _, err := runtimes.DecodeReply(ans); err != nil || st != 200 {
+		return fmt.Errorf("run answered %q", ans)
+	}
+	if !inst.logs.wait(deadline) {
+		return errors.New("no sentinels")
+	}
+	inst.logs.take()
+	return nil
+}
+
+// encodeLine is one compact JSON line, HTML characters unescaped (as sent).
+func encodeLine(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
