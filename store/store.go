@@ -18,14 +18,17 @@ type Store interface {
 	// action document and returns its new revision. Creating an existing document or
 	// updating a stale revision returns activation.ErrConflict. When code is non-nil the
 	// store sets a.Exec.Code itself, as OpenWhisk does: inline "mem:<base64url>" below
-	// 16 KiB, else an attachment "couch:<uuid>".
+	// 16 KiB, else an attachment "couch:<uuid>". When code is nil on an update and
+	// a.Exec.Code is empty, the stored code is kept. On success *a becomes the stored
+	// document (_id, _rev, entityType, updated, exec.code).
 	PutAction(ctx context.Context, a *activation.WhiskAction, code []byte) (rev string, err error)
 	// DeleteAction removes the action docID at revision rev ("" for the latest).
 	DeleteAction(ctx context.Context, docID, rev string) error
 	// ListActions lists a namespace's actions ("ns", including packages "ns/pkg"),
-	// newest update first.
+	// newest update first. limit <= 0 means no limit.
 	ListActions(ctx context.Context, namespace string, skip, limit int) ([]*activation.WhiskAction, error)
-	// ListActivations lists a namespace's records, newest start first.
+	// ListActivations lists a namespace's records, newest start first (equal starts:
+	// activation id descending). Limit <= 0 means no limit.
 	ListActivations(ctx context.Context, q ActivationQuery) ([]*activation.WhiskActivation, error)
 	// Health reports whether the store answers.
 	Health(ctx context.Context) error

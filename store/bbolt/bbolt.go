@@ -185,7 +185,7 @@ func (s *Store) PutAction(ctx context.Context, a *activation.WhiskAction, code [
 				return fmt.Errorf("update at %s, stored %s: %w", a.Rev, old.Rev, activation.ErrConflict)
 			}
 			attName = store.CodeAttachment(old)
-			if code == nil {
+			if code == nil && len(doc.Exec.Code) == 0 {
 				doc.Exec.Code = old.Exec.Code // keep the stored code
 			}
 		}
@@ -214,7 +214,7 @@ func (s *Store) PutAction(ctx context.Context, a *activation.WhiskAction, code [
 	if err != nil {
 		return "", wrap("put action "+docID, err)
 	}
-	a.Rev = doc.Rev
+	*a = doc
 	return doc.Rev, nil
 }
 

@@ -143,8 +143,8 @@ func testActionCreateGet(t *testing.T, s store.Store, ns string) {
 	a := Action(ns, "hello")
 	rev, err := s.PutAction(ctx, a, code)
 	must(t, err, "create")
-	if rev == "" || a.Rev != rev {
-		t.Fatalf("create: rev %q, a.Rev %q", rev, a.Rev)
+	if rev == "" || a.Rev != rev || a.ID != ns+"/hello" || len(a.Exec.Code) == 0 {
+		t.Fatalf("create: rev %q, a.Rev %q, a.ID %q, code %s", rev, a.Rev, a.ID, a.Exec.Code)
 	}
 	got, err := s.GetAction(ctx, ns+"/hello", "")
 	must(t, err, "get latest")
@@ -339,7 +339,12 @@ func testActionDelete(t *testing.T, s store.Store, ns string) {
 	a := Action(ns, "gone")
 	rev1, err := s.PutAction(ctx, a, bigCode(20<<10))
 	must(t, err, "create")
-	name := store.CodeAttachment(a)
+	stored, err := s.GetAction(ctx, ns+"/gone", rev1)
+	must(t, err, "get")
+	name := store.CodeAttachment(stored)
+	if name == "" {
+		t.Fatalf("no attachment name in %s", stored.Exec.Code)
+	}
 	_, err = s.PutAction(ctx, a, nil)
 	must(t, err, "update")
 	mustIs(t, s.DeleteAction(ctx, ns+"/gone", rev1), activation.ErrConflict, "delete at stale rev")
