@@ -1,0 +1,209 @@
+package unikernel
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/bobuhiro11/gokvm/kvm"
+	"golang.org/x/sys/unix"
+)
+
+// Thread is one guest thread: a vCPU, the goroutine (locked to an OS thread) that runs it,
+// and the per-thread state the library OS keeps. Registers live in the vCPU while it runs;
+// FS and GS bases are mirrored here so that a snapshot can read them without an ioctl.
+type Thread struct {
+	uc     *UC
+	tid    int
+	cpu    *vcpu
+	fsBase uint64
+	gsBase uint64
+	ts     threadState
+	osTid  atomic.Int32
+
+	// inGuest is true while the thread may be in KVM_RUN (guarded by uc.mu).
+	inGuest bool
+}
+
+// TID implements sysThread.
+func (t *Thread) TID() int { return t.tid }
+
+func (t *Thread) state() *threadState { return &t.ts }
+
+func (t *Thread) fsBaseValue() uint64 { return t.fsBase }
+
+// setFSBase implements arch_prctl(ARCH_SET_FS): the thread is outside KVM_RUN, so the MSR
+// write takes effect at the next entry.
+func (t *Thread) setFSBase(v uint64) error {
+	if err := setMSRs(t.cpu.fd, map[uint32]uint64{msrFSBase: v}); err != nil {
+		return err
+	}
+	t.fsBase = v
+	return nil
+}
+
+func (t *Thread) setGSBase(v uint64) error {
+	if err := setMSRs(t.cpu.fd, map[uint32]uint64{msrGSBase: v}); err != nil {
+		return err
+	}
+	t.gsBase = v
+	return nil
+}
+
+// kick makes the thread leave KVM_RUN soon: immediate_exit covers the window before the
+// next entry, the signal (SIGURG, which the Go runtime tolerates) interrupts a running guest.
+func (t *Thread) kick() {
+	if t.cpu == nil || t.cpu.run == nil {
+		return
+	}
+	t.cpu.run.setImmediateExit(1)
+	if tid := t.osTid.Load(); tid != 0 {
+		_ = unix.Tgkill(unix.Getpid(), int(tid), unix.SIGURG)
+	}
+}
+
+// loop runs the guest thread until the UC stops.
+func (t *Thread) loop() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	t.osTid.Store(int32(unix.Gettid()))
+	defer t.osTid.Store(0)
+	defer t.uc.threadDone()
+	uc := t.uc
+	run := t.cpu.run
+	for {
+		// Reset immediate_exit before looking at the flags (see kick).
+		run.setImmediateExit(0)
+		uc.mu.Lock()
+		for uc.pauseReq {
+			t.inGuest = false
+			uc.cond.Broadcast()
+			uc.cond.Wait()
+		}
+		select {
+		case <-uc.stopCh:
+			t.inGuest = false
+			uc.cond.Broadcast()
+			uc.mu.Unlock()
+			return
+		default:
+		}
+		t.inGuest = true
+		uc.mu.Unlock()
+
+		run.setValid(syncX86Regs)
+		err := kvmRun(t.cpu.fd)
+		uc.exits.Add(1)
+		uc.mu.Lock()
+		t.inGuest = false
+		uc.cond.Broadcast()
+		uc.mu.Unlock()
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			uc.stop(fmt.Errorf("%w: KVM_RUN: %v", ErrVMExit, err), 128+int(unix.SIGKILL))
+			return
+		}
+		if !t.handleExit(run) {
+			return
+		}
+	}
+}
+
+// handleExit serves one exit. It returns false when the thread must stop.
+func (t *Thread) handleExit(run *runMap) bool {
+	uc := t.uc
+	switch reason := run.exitReason(); reason {
+	case exitIO:
+		dir, _, port, _, _ := run.io()
+		if dir == 1 && port == SyscallPort {
+			t.syscall(run)
+			return !t.ts.exiting
+		}
+		if dir == 1 && port == exceptionPort {
+			t.exception(run.regs())
+			return false
+		}
+		uc.stop(fmt.Errorf("%w: I/O to port %#x", ErrVMExit, port), 128+int(unix.SIGSYS))
+	case exitIntr:
+		return true
+	case exitShutdown:
+		uc.stop(fmt.Errorf("%w: shutdown (triple fault) at rip %#x", ErrVMExit, run.regs().RIP), 128+int(unix.SIGSEGV))
+	case exitMMIO:
+		uc.stop(fmt.Errorf("%w: access outside guest memory at rip %#x", ErrGuestFault, run.regs().RIP), 128+int(unix.SIGSEGV))
+	default:
+		uc.stop(fmt.Errorf("%w: exit reason %d at rip %#x", ErrVMExit, reason, run.regs().RIP), 128+int(unix.SIGKILL))
+	}
+	return false
+}
+
+func (t *Thread) detectMode() Mode {
+	uc := t.uc
+	if m := Mode(uc.mode.Load()); m != ModeUnknown {
+		return m
+	}
+	m := ModeVMX
+	if s, err := kvm.GetSregs(t.cpu.fd); err == nil && s.CS.Selector&3 == 3 {
+		m = ModePVM
+	}
+	uc.mode.Store(int32(m))
+	return m
+}
+
+// syscall serves the system call in the synced registers and arranges the return.
+func (t *Thread) syscall(run *runMap) {
+	r := run.regs()
+	mode := t.detectMode()
+	a := [6]uint64{r.RDI, r.RSI, r.RDX, r.R10, r.R8, r.R9}
+	ret := t.uc.k.dispatch(t, r.RAX, &a)
+	r.RAX = ret
+	if mode == ModePVM {
+		// `syscall` stayed at CPL3: return to the caller ourselves.
+		r.RIP = r.RCX
+		r.RFLAGS = r.R11&^0x100 | 0x2 // never resume with TF set by a hostile R11
+	}
+	// Under VMX the stub's sysretq returns to RCX with RFLAGS = R11 at CPL3.
+	if mode == ModeVMX && r.RCX >= 1<<47 {
+		t.uc.stop(fmt.Errorf("%w: non-canonical return address %#x", ErrGuestFault, r.RCX), 128+int(unix.SIGSEGV))
+		t.ts.exiting = true
+		return
+	}
+	run.setDirty(syncX86Regs)
+}
+
+// exception ends the UC on a guest exception (issue: signal delivery comes later).
+func (t *Thread) exception(r *kvm.Regs) {
+	uc := t.uc
+	mem := uc.vm.mem
+	sp := r.RSP
+	if sp < addrKStack || sp+56 > kstackTop {
+		uc.stop(fmt.Errorf("%w: exception with a bad stack %#x", ErrVMExit, sp), 128+int(unix.SIGSEGV))
+		return
+	}
+	le := binary.LittleEndian
+	vec := le.Uint64(mem[sp:])
+	code := le.Uint64(mem[sp+8:])
+	rip := le.Uint64(mem[sp+16:])
+	var cr2 uint64
+	if s, err := kvm.GetSregs(t.cpu.fd); err == nil {
+		cr2 = s.CR2
+	}
+	sig, name := unix.SIGSEGV, fmt.Sprintf("vector %d", vec)
+	switch vec {
+	case 0:
+		sig, name = unix.SIGFPE, "divide error"
+	case 1, 3:
+		sig, name = unix.SIGTRAP, "breakpoint"
+	case 6:
+		sig, name = unix.SIGILL, "invalid opcode"
+	case 13:
+		name = "general protection"
+	case 14:
+		name = fmt.Sprintf("page fault at %#x", cr2)
+	case 16, 19:
+		sig, name = unix.SIGFPE, "floating-point exception"
+	}
+	uc.stop(fmt.Errorf("%w: %s (error code %#x) at rip %#x", ErrGuestFault, name, code, rip), 128+int(sig))
+}

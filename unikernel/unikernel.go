@@ -1,0 +1,119 @@
+// Package unikernel runs unmodified Linux x86-64 programs in unikernel contexts (UCs): a
+// KVM guest that executes only at CPL3, whose system calls exit to this process and are
+// served by a library OS written in Go (Kernel).
+//
+// The package owns the VM and vCPUs (through gokvm's kvm package plus the ioctls it lacks),
+// the static guest set-up (identity page tables, GDT, TSS with an I/O bitmap that admits only
+// the system-call port, IDT, the entry stub), the ELF loader, and the library OS: memory
+// map, descriptors, a read-only root served from a host directory, an in-memory /tmp, time,
+// futexes. It knows nothing of OpenWhisk, snapshots or pools; those build on VM (a reusable
+// shell created ahead of time), UC (its lifecycle) and the plain state structs.
+//
+// Threads: one vCPU per guest thread, driven by a goroutine locked to an OS thread that
+// loops on KVM_RUN. A system call costs one KVM_RUN (KVM_CAP_SYNC_REGS): the guest's
+// `syscall` lands in a stub that writes SyscallPort; the handler runs in Go on that goroutine
+// and may block there, so "every thread is inside a system call" is the natural quiescent
+// point for a snapshot.
+//
+// Layout of guest memory (guest virtual = guest physical, one host mapping, one slot):
+//
+//	[0, 2 MiB)           system area, supervisor-only 4 KiB pages (page 0 unmapped):
+//	                     page tables, GDT, IDT, exception stubs, TSS + I/O bitmap,
+//	                     exception stack; the syscall stub page is user read-only
+//	[2 MiB, ...)         ET_EXEC images at their addresses; ET_DYN programs at 16 MiB;
+//	                     the brk heap after the program
+//	[..., size-8 MiB)    mmap area, allocated top-down (ld.so, libraries, anonymous memory)
+//	[size-8 MiB, size)   the initial thread's stack
+package unikernel
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Config is what a UC is created with. Zero fields take the defaults shown.
+type Config struct {
+	// Root is the host directory served read-only as the guest's "/" (default "/").
+	Root string
+	// Memory is the commit limit: anonymous and private writable mappings, brk and the
+	// stack. Past it mmap and brk fail with ENOMEM (default 256 MiB).
+	Memory uint64
+	// AddressSpace is the guest's size (the KVM slot), default Memory + 64 MiB rounded up to
+	// 2 MiB. It also bounds host memory: the guest can touch every page of it.
+	AddressSpace uint64
+	// Timeout stops the UC after this wall time (0: none).
+	Timeout time.Duration
+	// Env is the guest's environment, "K=V" strings.
+	Env []string
+	// Cwd is the initial working directory (default "/").
+	Cwd string
+	// Stdin, Stdout and Stderr are fds 0, 1 and 2 (nil: empty input, discarded output).
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// MaxOutput caps the bytes written to fds 1 and 2 together; the rest is dropped
+	// (default 16 MiB; negative: unlimited).
+	MaxOutput int64
+	// MaxFDs caps open descriptors (default 1024).
+	MaxFDs int
+	// Log receives warnings such as the first use of an unimplemented system call.
+	Log *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Root == "" {
+		c.Root = "/"
+	}
+	if c.Memory == 0 {
+		c.Memory = 256 << 20
+	}
+	if c.AddressSpace == 0 {
+		c.AddressSpace = c.Memory + 64<<20
+	}
+	c.AddressSpace = (c.AddressSpace + largePage - 1) &^ (largePage - 1)
+	if c.MaxOutput == 0 {
+		c.MaxOutput = 16 << 20
+	}
+	if c.MaxFDs == 0 {
+		c.MaxFDs = 1024
+	}
+}
+
+// Errors that end a UC; Result.Err wraps one of them.
+var (
+	// ErrTimeout: the UC ran past Config.Timeout and was stopped.
+	ErrTimeout = errors.New("unikernel: time limit exceeded")
+	// ErrGuestFault: the guest took an exception it cannot handle (no signal delivery yet).
+	ErrGuestFault = errors.New("unikernel: guest fault")
+	// ErrVMExit: the VM stopped in a way a well-behaved guest never causes (shutdown,
+	// failed entry, an unexpected port).
+	ErrVMExit = errors.New("unikernel: unexpected VM exit")
+	// ErrKilled: Close or Kill stopped the UC.
+	ErrKilled = errors.New("unikernel: killed")
+	// ErrState: the operation is not allowed in the UC's current state.
+	ErrState = errors.New("unikernel: wrong state")
+)
+
+// Result is how a UC ended.
+type Result struct {
+	// Status is the exit status (0-255), 128+signal when the guest was killed by one.
+	Status int
+	// Err is nil when the guest exited by itself, else why it was stopped.
+	Err error
+	// OutputTruncated says output past Config.MaxOutput was dropped.
+	OutputTruncated bool
+	Stats           Stats
+}
+
+// Stats describes a UC's run.
+type Stats struct {
+	Exits    uint64 // KVM_RUN returns
+	Syscalls []SyscallCount
+	Unknown  []uint64 // unimplemented system calls the guest made
+	// PagesTouched counts resident 4 KiB pages of guest memory at the end (host view).
+	PagesTouched uint64
+	Committed    uint64 // bytes charged against the memory limit at the end
+	Wall         time.Duration
+	Mode         Mode
+}
