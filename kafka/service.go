@@ -1,0 +1,400 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/seuss-go/seuss/activation"
+)
+
+// Handler processes one message of invoker{N}; *activation.Invoker implements it.
+// A nil error means the message is done (acked, or dropped as malformed) and its
+// offset may be committed.
+type Handler interface {
+	Handle(ctx context.Context, value []byte) error
+}
+
+// ServiceConfig configures a Service.
+type ServiceConfig struct {
+	Brokers    []string
+	InstanceID int
+	// Instance is the id written in pings (activation.Invoker.Instance()).
+	Instance activation.InvokerInstanceID
+	Handler  Handler
+	Producer *Producer
+	// MaxInFlight bounds the messages handed to Handler at once
+	// (activation.Invoker.MaxConcurrent()); the consumer stops fetching when it is
+	// reached, so nothing is buffered beyond it and the reader's small queue.
+	MaxInFlight int
+	// PingInterval is the health ping period; default 1 s (InvokerReactive).
+	PingInterval time.Duration
+	// DrainTimeout bounds how long shutdown waits for running activations; default 2 min.
+	DrainTimeout time.Duration
+	// Observer, optional, is told the number of messages in flight.
+	Observer func(inFlight int)
+	Logger   *slog.Logger
+}
+
+// Service consumes invoker{N} in group invoker{N}, hands each message to the Handler,
+// commits offsets only after their messages are done (at least once), and pings the
+// controllers on health every second while enabled.
+type Service struct {
+	cfg     ServiceConfig
+	topic   string
+	log     *slog.Logger
+	enabled atomic.Bool
+	wake    chan struct{} // pinger: enabled state changed
+
+	inFlight atomic.Int64
+}
+
+// NewService checks cfg and returns a Service; Run starts it.
+func NewService(cfg ServiceConfig) (*Service, error) {
+	if len(cfg.Brokers) == 0 || cfg.Handler == nil || cfg.Producer == nil {
+		return nil, errors.New("kafka: service needs brokers, a handler and a producer")
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 16
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Instance.InstanceType == "" {
+		cfg.Instance = activation.NewInvokerInstanceID(cfg.InstanceID, 2048)
+	}
+	s := &Service{cfg: cfg, topic: InvokerTopic(cfg.InstanceID), log: cfg.Logger.With("topic", InvokerTopic(cfg.InstanceID)), wake: make(chan struct{}, 1)}
+	s.enabled.Store(true)
+	return s, nil
+}
+
+// Run creates invoker{N} if missing, then consumes and pings until ctx is done. On
+// shutdown it stops fetching, waits up to DrainTimeout for running activations to be
+// acked, commits what is done and returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := EnsureTopic(ctx, s.cfg.Brokers, s.topic)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("cannot create the invoker topic yet; retrying", "err", err, "in", backoff)
+		if !sleepCtx(ctx, backoff) {
+			return nil
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.ping(ctx)
+	}()
+	err := s.consume(ctx)
+	wg.Wait()
+	return err
+}
+
+// InFlight is the number of messages being handled.
+func (s *Service) InFlight() int { return int(s.inFlight.Load()) }
+
+// Enabled reports whether the invoker pings as enabled.
+func (s *Service) Enabled() bool { return s.enabled.Load() }
+
+// SetEnabled enables or disables the invoker as POST /enable and /disable do: disabling
+// sends one ping with isEnabled false and stops pinging, so the controller marks the
+// invoker offline; enabling resumes the pings.
+func (s *Service) SetEnabled(on bool) {
+	if s.enabled.Swap(on) != on {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Service) ping(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
+	sentDisabled := false
+	for {
+		on := s.enabled.Load()
+		if on || !sentDisabled {
+			pctx, cancel := context.WithTimeout(ctx, s.cfg.PingInterval*5)
+			if err := s.cfg.Producer.SendPing(pctx, s.cfg.Instance, on); err != nil && ctx.Err() == nil {
+				s.log.Warn("health ping failed", "err", err)
+			} else if err == nil {
+				sentDisabled = !on
+			}
+			cancel()
+		}
+		if on {
+			sentDisabled = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.wake:
+		}
+	}
+}
+
+// offsets tracks which fetched offsets are still being handled, so that the committed
+// offset only ever moves past messages that are done.
+type offsets struct {
+	mu        sync.Mutex
+	pending   map[int64]int // offset → deliveries in flight
+	next      int64         // one past the highest offset fetched
+	committed int64         // the group's committed offset as far as we know (-1: none)
+}
+
+func (o *offsets) fetched(off int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pending[off]++
+	if off+1 > o.next {
+		o.next = off + 1
+	}
+}
+
+// done marks off handled and returns the offset to commit (all below it done), or -1.
+func (o *offsets) done(off int64) int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.pending[off]--; o.pending[off] <= 0 {
+		delete(o.pending, off)
+	}
+	return o.commitTargetLocked()
+}
+
+func (o *offsets) commitTargetLocked() int64 {
+	low := o.next
+	for off := range o.pending {
+		if off < low {
+			low = off
+		}
+	}
+	if low > o.committed {
+		return low
+	}
+	return -1
+}
+
+func (o *offsets) setCommitted(off int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if off > o.committed {
+		o.committed = off
+	}
+}
+
+func (s *Service) consume(ctx context.Context) error {
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:  s.cfg.Brokers,
+		GroupID:  s.topic, // OpenWhisk: group.id == topic
+		Topic:    s.topic,
+		MinBytes: 1,
+		// A message may be up to max.message.bytes; fetch at least that much.
+		MaxBytes:          4 * MaxMessageBytes,
+		MaxWait:           500 * time.Millisecond, // fetch.max.wait.ms
+		QueueCapacity:     s.cfg.MaxInFlight,
+		StartOffset:       kafkago.FirstOffset, // auto.offset.reset=earliest
+		CommitInterval:    0,                   // synchronous commits, after the acks
+		SessionTimeout:    30 * time.Second,
+		HeartbeatInterval: 3 * time.Second,
+		RebalanceTimeout:  30 * time.Second,
+		JoinGroupBackoff:  500 * time.Millisecond,
+		ReadBackoffMin:    100 * time.Millisecond,
+		ReadBackoffMax:    2 * time.Second,
+		MaxAttempts:       1 << 30, // keep trying to rejoin a broker that went away
+		ErrorLogger:       kafkago.LoggerFunc(func(f string, a ...any) { s.log.Debug("kafka reader: " + fmt.Sprintf(f, a...)) }),
+	})
+
+	// Handlers keep running after ctx ends (draining), until DrainTimeout.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	stopDrain := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(s.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			s.log.Warn("drain timeout: abandoning running activations; they will be redelivered")
+			hcancel()
+		case <-hctx.Done():
+		}
+	})
+	defer stopDrain()
+
+	offs := &offsets{pending: map[int64]int{}, committed: -1}
+	commits := make(chan int64, 1)
+	committerDone := make(chan struct{})
+	go func() {
+		defer close(committerDone)
+		s.commitLoop(hctx, r, offs, commits)
+	}()
+
+	slots := make(chan struct{}, s.cfg.MaxInFlight)
+	var wg sync.WaitGroup
+	for ctx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		msg, err := r.FetchMessage(ctx)
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				break
+			}
+			s.log.Warn("fetch failed; retrying", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		offs.fetched(msg.Offset)
+		s.observe(+1)
+		wg.Add(1)
+		go func(msg kafkago.Message) {
+			defer wg.Done()
+			defer func() { <-slots }()
+			defer s.observe(-1)
+			if err := s.cfg.Handler.Handle(hctx, msg.Value); err != nil {
+				// Not done: its offset stays uncommitted and it is redelivered.
+				s.log.Warn("message not completed; left uncommitted", "offset", msg.Offset, "err", err)
+				return
+			}
+			if target := offs.done(msg.Offset); target >= 0 {
+				select {
+				case commits <- target:
+				default:
+					// The committer is busy; it reads the latest target from offs.
+					select {
+					case <-commits:
+					default:
+					}
+					commits <- target
+				}
+			}
+		}(msg)
+	}
+	wg.Wait()
+	close(commits)
+	<-committerDone
+	hcancel()
+	if err := r.Close(); err != nil {
+		s.log.Debug("closing reader", "err", err)
+	}
+	return nil
+}
+
+// commitLoop commits the latest target offset, retrying while the broker is away.
+// After commits is closed it makes a last attempt for what is done, then returns.
+func (s *Service) commitLoop(ctx context.Context, r *kafkago.Reader, offs *offsets, commits <-chan int64) {
+	commit := func(target int64, timeout time.Duration) bool {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		// CommitMessages commits msg.Offset+1.
+		err := r.CommitMessages(cctx, kafkago.Message{Topic: s.topic, Partition: 0, Offset: target - 1})
+		if err != nil {
+			s.log.Warn("commit failed", "offset", target, "err", err)
+			return false
+		}
+		offs.setCommitted(target)
+		return true
+	}
+	latest := func() int64 {
+		offs.mu.Lock()
+		defer offs.mu.Unlock()
+		return offs.commitTargetLocked()
+	}
+	for target := range commits {
+		for backoff := 100 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
+			if t := latest(); t > target {
+				target = t
+			}
+			if target < 0 || commit(target, 10*time.Second) || ctx.Err() != nil {
+				break
+			}
+			if !sleepCtx(ctx, backoff) {
+				break
+			}
+		}
+	}
+	if t := latest(); t >= 0 && ctx.Err() == nil {
+		commit(t, 5*time.Second)
+	}
+}
+
+func (s *Service) observe(delta int64) {
+	n := s.inFlight.Add(delta)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer(int(n))
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// ControlHandler serves the stock invoker's HTTP endpoints (DefaultInvokerServer,
+// BasicRasService): GET /ping → "pong"; POST /enable, POST /disable; GET /isEnabled →
+// {"enabled":bool}. When user is non-empty the last three require basic auth.
+func (s *Service) ControlHandler(user, password string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		_, _ = w.Write([]byte("pong"))
+	})
+	auth := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if user != "" {
+				u, p, ok := r.BasicAuth()
+				if !ok || u != user || p != password {
+					w.Header().Set("WWW-Authenticate", `Basic realm="invoker"`)
+					http.Error(w, "unauthorized", http.StatusUnauthorized)
+					return
+				}
+			}
+			h(w, r)
+		}
+	}
+	mux.HandleFunc("POST /enable", auth(func(w http.ResponseWriter, r *http.Request) {
+		s.SetEnabled(true)
+		s.log.Info("invoker enabled")
+		_, _ = w.Write([]byte(fmt.Sprintf("%s enabled", s.cfg.Instance.String())))
+	}))
+	mux.HandleFunc("POST /disable", auth(func(w http.ResponseWriter, r *http.Request) {
+		s.SetEnabled(false)
+		s.log.Info("invoker disabled")
+		_, _ = w.Write([]byte(fmt.Sprintf("%s disabled", s.cfg.Instance.String())))
+	}))
+	mux.HandleFunc("GET /isEnabled", auth(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"enabled":%t}`, s.enabled.Load())
+	}))
+	return mux
+}
