@@ -17,7 +17,7 @@ build: ## build bin/invoker (and bin/loadtest once it exists)
 	@if [ -f loadtest/main.go ]; then $(GO) build $(GOFLAGS) -o $(BIN)/loadtest ./loadtest; fi
 
 rootfs: build ## build the read-only runtime roots (nodejs:20, python:3.11)
-	@if [ -x runtimes/mkroot ]; then runtimes/mkroot $(DATA_DIR)/roots; else echo "rootfs: no runtime roots yet"; fi
+	$(GO) run $(GOFLAGS) ./runtimes/mkroot -out $(DATA_DIR)/roots
 
 run: build rootfs ## build everything and start the standalone stack on embedded defaults
 	$(BIN)/invoker standalone --data-dir $(DATA_DIR)

@@ -32,7 +32,8 @@ type Kind struct {
 	// LauncherName is the launcher's file name (its base name under runtimes/<lang>/).
 	LauncherName string
 	// Libraries lists directories (inside the root and on the host) holding the
-	// interpreter's own tree, copied whole into the root, with Excluded names left out.
+	// interpreter's own tree, copied whole into the root, with Excluded paths (relative
+	// to the library directory; a trailing * matches any suffix) left out.
 	Libraries []string
 	Excluded  []string
 	// InitOK is the body of a successful init answer, as the stock runtime gives it.
@@ -63,10 +64,15 @@ var kinds = []Kind{
 		Launcher:     "/seuss/launcher.py",
 		LauncherName: "launcher.py",
 		Libraries:    []string{"/usr/lib/python3.11"},
-		Excluded:     []string{"test", "idlelib", "tkinter", "ensurepip", "turtledemo", "lib2to3/tests", "distutils/tests", "unittest/test", "ctypes/test", "sqlite3/test", "tkinter/test", "config-3.11-x86_64-linux-gnu"},
-		InitOK:       `{"ok": true}`,
-		source:       pythonLauncher,
-		lang:         "python",
+		// Tests, IDLE, Tk, ensurepip, the static libraries for building extensions, and
+		// the test extension modules.
+		Excluded: []string{"test", "idlelib", "tkinter", "ensurepip", "turtledemo", "turtle.py",
+			"lib2to3/tests", "distutils/tests", "unittest/test", "ctypes/test", "sqlite3/test",
+			"config-3.11-x86_64-linux-gnu", "lib-dynload/_test*", "lib-dynload/_ctypes_test*",
+			"lib-dynload/xxlimited*", "lib-dynload/_xxtestfuzz*", "lib-dynload/_tkinter*"},
+		InitOK: `{"ok": true}`,
+		source: pythonLauncher,
+		lang:   "python",
 	},
 }
 
