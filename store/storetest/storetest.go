@@ -451,19 +451,21 @@ func testActivationNotFound(t *testing.T, s store.Store, ns string) {
 
 func testActivationList(t *testing.T, s store.Store, ns string) {
 	ctx := Ctx(t)
-	base := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+	// Seven hours apart: the records span several days (backends that index by day).
+	const step = int64(7 * time.Hour / time.Millisecond)
+	base := time.Now().Add(-100 * time.Hour).Truncate(time.Second).UnixMilli()
 	var want []*activation.WhiskActivation
 	for i := 0; i < 12; i++ {
 		path := "hello"
 		if i%3 == 1 {
 			path = "pkg/world"
 		}
-		a := Activation(ns, path, ActivationID(), base+int64(i)*1000)
+		a := Activation(ns, path, ActivationID(), base+int64(i)*step)
 		must(t, s.PutActivation(ctx, a), "insert")
 		want = append(want, a)
 	}
 	// Same start as record 11: ordered by id then.
-	tie := Activation(ns, "hello", ActivationID(), base+11*1000)
+	tie := Activation(ns, "hello", ActivationID(), base+11*step)
 	must(t, s.PutActivation(ctx, tie), "insert tie")
 	want = append(want, tie)
 	must(t, s.PutActivation(ctx, Activation(ns+"x", "hello", ActivationID(), base)), "insert other namespace")
@@ -499,16 +501,16 @@ func testActivationList(t *testing.T, s store.Store, ns string) {
 	check(store.ActivationQuery{Namespace: ns, Skip: 20}, nil)
 	check(store.ActivationQuery{Namespace: ns, Name: "pkg/world"}, filter(func(a *activation.WhiskActivation) bool { return a.Name == "world" }))
 	check(store.ActivationQuery{Namespace: ns, Name: "hello", Skip: 1, Limit: 2}, filter(func(a *activation.WhiskActivation) bool { return a.Name == "hello" })[1:3])
-	since, upto := time.UnixMilli(base+3000), time.UnixMilli(base+7000)
-	inRange := filter(func(a *activation.WhiskActivation) bool { return a.Start >= base+3000 && a.Start <= base+7000 })
+	since, upto := time.UnixMilli(base+3*step), time.UnixMilli(base+7*step)
+	inRange := filter(func(a *activation.WhiskActivation) bool { return a.Start >= base+3*step && a.Start <= base+7*step })
 	if len(inRange) != 5 {
 		t.Fatalf("test set-up: %d in range", len(inRange))
 	}
 	check(store.ActivationQuery{Namespace: ns, Since: since, Upto: upto}, inRange)
-	check(store.ActivationQuery{Namespace: ns, Since: since}, filter(func(a *activation.WhiskActivation) bool { return a.Start >= base+3000 }))
-	check(store.ActivationQuery{Namespace: ns, Upto: upto, Limit: 2}, filter(func(a *activation.WhiskActivation) bool { return a.Start <= base+7000 })[:2])
+	check(store.ActivationQuery{Namespace: ns, Since: since}, filter(func(a *activation.WhiskActivation) bool { return a.Start >= base+3*step }))
+	check(store.ActivationQuery{Namespace: ns, Upto: upto, Limit: 2}, filter(func(a *activation.WhiskActivation) bool { return a.Start <= base+7*step })[:2])
 	check(store.ActivationQuery{Namespace: ns, Name: "hello", Since: since, Upto: upto, Skip: 1}, filter(func(a *activation.WhiskActivation) bool {
-		return a.Name == "hello" && a.Start >= base+3000 && a.Start <= base+7000
+		return a.Name == "hello" && a.Start >= base+3*step && a.Start <= base+7*step
 	})[1:])
 	check(store.ActivationQuery{Namespace: ns + "-none"}, nil)
 }

@@ -185,12 +185,9 @@ func StartCaves(t testing.TB) *Caves {
 	bin := require(t, ".peers/bin/gocaves", "gocaves")
 	cmd := exec.Command(bin, "-mock-only")
 	cmd.Dir = t.TempDir()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	cmd.Stderr = &log
+	// It logs on stderr and prints {"connstr":...} on either, depending on the version.
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("gocaves: start: %v", err)
@@ -198,20 +195,33 @@ func StartCaves(t testing.TB) *Caves {
 	t.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
+		pw.Close()
 	})
+	var mu sync.Mutex
+	var log bytes.Buffer
 	found := make(chan string, 1)
 	go func() {
-		sc := bufio.NewScanner(out)
+		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
+			line := sc.Bytes()
 			var m struct {
 				ConnStr string `json:"connstr"`
 			}
-			if json.Unmarshal(sc.Bytes(), &m) == nil && m.ConnStr != "" {
-				found <- m.ConnStr
-				break
+			if json.Unmarshal(line, &m) == nil && m.ConnStr != "" {
+				select {
+				case found <- m.ConnStr:
+				default:
+				}
+				continue
 			}
+			mu.Lock()
+			if log.Len() < 64<<10 {
+				log.Write(line)
+				log.WriteByte('\n')
+			}
+			mu.Unlock()
 		}
-		io.Copy(io.Discard, out)
+		io.Copy(io.Discard, pr)
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -219,6 +229,8 @@ func StartCaves(t testing.TB) *Caves {
 	case cs := <-found:
 		return &Caves{ConnStr: cs, cmd: cmd}
 	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
 		t.Fatalf("gocaves printed no connection string:\n%s", log.String())
 		return nil
 	}
