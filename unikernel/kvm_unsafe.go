@@ -55,7 +55,19 @@ const (
 	exitInternalError = 17
 )
 
-// ioctl is the one place that retries EINTR for ioctls that are not KVM_RUN.
+// retry is the one place that retries EINTR for calls made through gokvm: our own kicks
+// (SIGURG) and the Go runtime's preemption signals interrupt slow ioctls.
+func retry[T any](f func() (T, error)) (T, error) {
+	for {
+		v, err := f()
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return v, err
+	}
+}
+
+// ioctl is the other place that retries EINTR for ioctls that are not KVM_RUN.
 func ioctl(fd uintptr, op uintptr, arg unsafe.Pointer) error {
 	for {
 		_, _, e := unix.Syscall(unix.SYS_IOCTL, fd, op, uintptr(arg))
@@ -144,7 +156,7 @@ func setXCR0(vcpuFd uintptr, v uint64) error {
 }
 
 func getRegs(vcpuFd uintptr) (*kvm.Regs, error) {
-	r, err := kvm.GetRegs(vcpuFd)
+	r, err := retry(func() (*kvm.Regs, error) { return kvm.GetRegs(vcpuFd) })
 	if err != nil {
 		return nil, fmt.Errorf("KVM_GET_REGS: %w", err)
 	}
@@ -204,6 +216,9 @@ func setMSRs(vcpuFd uintptr, m map[uint32]uint64) error {
 		b.N++
 	}
 	n, _, e := unix.Syscall(unix.SYS_IOCTL, vcpuFd, ioctlSetMSRS, uintptr(unsafe.Pointer(b)))
+	for e == unix.EINTR {
+		n, _, e = unix.Syscall(unix.SYS_IOCTL, vcpuFd, ioctlSetMSRS, uintptr(unsafe.Pointer(b)))
+	}
 	if e != 0 {
 		return fmt.Errorf("KVM_SET_MSRS: %w", e)
 	}
@@ -217,6 +232,9 @@ func getMSR(vcpuFd uintptr, idx uint32) (uint64, error) {
 	b := &msrBuf{N: 1}
 	b.Entries[0].Index = idx
 	n, _, e := unix.Syscall(unix.SYS_IOCTL, vcpuFd, ioctlGetMSRS, uintptr(unsafe.Pointer(b)))
+	for e == unix.EINTR {
+		n, _, e = unix.Syscall(unix.SYS_IOCTL, vcpuFd, ioctlGetMSRS, uintptr(unsafe.Pointer(b)))
+	}
 	if e != 0 {
 		return 0, fmt.Errorf("KVM_GET_MSRS: %w", e)
 	}

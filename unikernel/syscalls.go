@@ -79,6 +79,7 @@ var syscallTable = map[uint64]handler{
 	unix.SYS_CLOCK_NANOSLEEP:   sysClockNanosleep,
 	unix.SYS_EXIT_GROUP:        sysExitGroup,
 	unix.SYS_TGKILL:            sysTgkill,
+	unix.SYS_TKILL:             sysTkill,
 	unix.SYS_KILL:              sysKill,
 	unix.SYS_OPENAT:            sysOpenat,
 	unix.SYS_MKDIRAT:           sysMkdirat,
@@ -1192,6 +1193,13 @@ func sysTgkill(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
 		return 0, unix.ESRCH
 	}
 	return k.signalSelf(t, a[2])
+}
+
+func sysTkill(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
+	if int(a[0]) != t.TID() {
+		return 0, unix.ESRCH
+	}
+	return k.signalSelf(t, a[1])
 }
 
 func sysKill(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {

@@ -145,7 +145,7 @@ func (t *Thread) detectMode() Mode {
 		return m
 	}
 	m := ModeVMX
-	if s, err := kvm.GetSregs(t.cpu.fd); err == nil && s.CS.Selector&3 == 3 {
+	if s, err := retry(func() (*kvm.Sregs, error) { return kvm.GetSregs(t.cpu.fd) }); err == nil && s.CS.Selector&3 == 3 {
 		m = ModePVM
 	}
 	uc.mode.Store(int32(m))
@@ -187,7 +187,7 @@ func (t *Thread) exception(r *kvm.Regs) {
 	code := le.Uint64(mem[sp+8:])
 	rip := le.Uint64(mem[sp+16:])
 	var cr2 uint64
-	if s, err := kvm.GetSregs(t.cpu.fd); err == nil {
+	if s, err := retry(func() (*kvm.Sregs, error) { return kvm.GetSregs(t.cpu.fd) }); err == nil {
 		cr2 = s.CR2
 	}
 	sig, name := unix.SIGSEGV, fmt.Sprintf("vector %d", vec)

@@ -102,7 +102,7 @@ func openHost() (*host, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNoKVM, err)
 	}
 	h := &host{kvmFd: uintptr(f)}
-	if v, err := kvm.GetAPIVersion(h.kvmFd); err != nil || v != 12 {
+	if v, err := retry(func() (uintptr, error) { return kvm.GetAPIVersion(h.kvmFd) }); err != nil || v != 12 {
 		return nil, fmt.Errorf("unikernel: KVM API version %d: %v", v, err)
 	}
 	if n, err := kvm.CheckExtension(h.kvmFd, kvm.CapSyncRegs); err != nil || n&syncX86Regs == 0 {
@@ -219,7 +219,7 @@ func NewVM(size uint64) (*VM, error) {
 	if size < 2*largePage || size%largePage != 0 || size > maxGuestSize {
 		return nil, fmt.Errorf("unikernel: guest size %d: must be a multiple of 2 MiB in [4 MiB, 64 GiB]", size)
 	}
-	vmfd, err := kvm.CreateVM(h.kvmFd)
+	vmfd, err := retry(func() (uintptr, error) { return kvm.CreateVM(h.kvmFd) })
 	if err != nil {
 		return nil, fmt.Errorf("unikernel: KVM_CREATE_VM: %w", err)
 	}
@@ -234,7 +234,7 @@ func NewVM(size uint64) (*VM, error) {
 	_ = kvm.SetTSSAddr(vmfd, 0xfffbd000)
 	region := kvm.UserspaceMemoryRegion{Slot: 0, GuestPhysAddr: 0, MemorySize: size,
 		UserspaceAddr: uint64(hostAddr(vm.mem))}
-	if err := kvm.SetUserMemoryRegion(vmfd, &region); err != nil {
+	if _, err := retry(func() (int, error) { return 0, kvm.SetUserMemoryRegion(vmfd, &region) }); err != nil {
 		vm.Close()
 		return nil, fmt.Errorf("unikernel: KVM_SET_USER_MEMORY_REGION: %w", err)
 	}
@@ -386,7 +386,7 @@ func (vm *VM) newVCPU(rip, rsp, fsBase uint64) (*vcpu, error) {
 	}
 	id := len(vm.vcpus)
 	vm.mu.Unlock()
-	fd, err := kvm.CreateVCPU(vm.fd, id)
+	fd, err := retry(func() (uintptr, error) { return kvm.CreateVCPU(vm.fd, id) })
 	if err != nil {
 		return nil, fmt.Errorf("unikernel: KVM_CREATE_VCPU: %w", err)
 	}
@@ -410,7 +410,7 @@ func (vm *VM) setupVCPU(c *vcpu, rip, rsp, fsBase uint64) error {
 	if err := setCPUID(c.fd, h.cpuid); err != nil {
 		return err
 	}
-	s, err := kvm.GetSregs(c.fd)
+	s, err := retry(func() (*kvm.Sregs, error) { return kvm.GetSregs(c.fd) })
 	if err != nil {
 		return fmt.Errorf("KVM_GET_SREGS: %w", err)
 	}
@@ -427,7 +427,7 @@ func (vm *VM) setupVCPU(c *vcpu, rip, rsp, fsBase uint64) error {
 	s.CR3 = addrPML4
 	s.CR4 = cr4PAE | cr4PGE | cr4OSFXSR | cr4OSXMMEXCPT | cr4OSXSAVE | h.cr4
 	s.EFER = eferSCE | eferLME | eferLMA | eferNXE
-	if err := kvm.SetSregs(c.fd, s); err != nil {
+	if _, err := retry(func() (int, error) { return 0, kvm.SetSregs(c.fd, s) }); err != nil {
 		return fmt.Errorf("KVM_SET_SREGS: %w", err)
 	}
 	if err := setXCR0(c.fd, h.xcr0); err != nil {
@@ -445,7 +445,7 @@ func (vm *VM) setupVCPU(c *vcpu, rip, rsp, fsBase uint64) error {
 		return err
 	}
 	regs := &kvm.Regs{RIP: rip, RSP: rsp, RFLAGS: 0x2}
-	if err := kvm.SetRegs(c.fd, regs); err != nil {
+	if _, err := retry(func() (int, error) { return 0, kvm.SetRegs(c.fd, regs) }); err != nil {
 		return fmt.Errorf("KVM_SET_REGS: %w", err)
 	}
 	return nil
