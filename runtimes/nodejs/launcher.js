@@ -17,9 +17,7 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const zlib = require('zlib');
 const { Writable } = require('stream');
-const { Console } = require('console');
 
 const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n';
 const REPLY_FD = 3;
@@ -77,7 +75,7 @@ const stdout = logStream(1);
 const stderr = logStream(2);
 Object.defineProperty(process, 'stdout', { configurable: true, enumerable: true, get: () => stdout });
 Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get: () => stderr });
-globalThis.console = new Console({ stdout, stderr });
+// The global console binds process.stdout/stderr lazily, on first use: it writes here.
 process.on('exit', () => {
   flush(1);
   flush(2);
@@ -180,7 +178,7 @@ function unzip(buf, dir) {
     let data;
     if (name.endsWith('/')) data = null;
     else if (method === 0) data = raw;
-    else if (method === 8) data = zlib.inflateRawSync(raw);
+    else if (method === 8) data = require('zlib').inflateRawSync(raw);
     else throw new Error('zip: unsupported compression method ' + method + ' for ' + name);
     const mode = (attrs >>> 16) & 0o777;
     writeEntry(dir, name, data, mode);
@@ -188,7 +186,7 @@ function unzip(buf, dir) {
 }
 
 function untgz(buf, dir) {
-  const tar = zlib.gunzipSync(buf);
+  const tar = require('zlib').gunzipSync(buf);
   let longName = null;
   for (let p = 0; p + 512 <= tar.length; ) {
     const hdr = tar.subarray(p, p + 512);

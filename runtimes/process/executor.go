@@ -136,6 +136,26 @@ func (e *Executor) Stats() Stats {
 	return Stats{Live: len(e.live), Idle: n, ReservedMB: e.reserved}
 }
 
+// DropIdle ends every idle instance now and returns how many there were.
+func (e *Executor) DropIdle() int {
+	e.mu.Lock()
+	var all []*instance
+	for _, l := range e.idle {
+		all = append(all, l...)
+	}
+	for _, inst := range all {
+		e.removeIdleLocked(inst)
+		delete(e.live, inst)
+		e.reserved -= inst.memMB
+	}
+	e.mu.Unlock()
+	for _, inst := range all {
+		inst.kill()
+		<-inst.exited
+	}
+	return len(all)
+}
+
 // takeIdle returns the most recently used idle instance for the job, if any.
 func (e *Executor) takeIdle(job *activation.Job, kind runtimes.Kind) *instance {
 	e.mu.Lock()
@@ -322,11 +342,7 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 		}
 	}
 
-	run := job.Run
-	if len(bytes.TrimSpace(run.Value)) == 0 {
-		run.Value = json.RawMessage("{}")
-	}
-	line, err := encodeLine(&run)
+	line, err := encodeRun(&job.Run)
 	if err != nil {
 		e.discard(inst)
 		return nil, fmt.Errorf("process: encode run: %w", err)
@@ -410,4 +426,37 @@ func encodeLine(v any) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// encodeRun is the run line. The parameters are spliced in as they are (compacted only
+// if they span lines): re-encoding a 1 MB value costs milliseconds.
+func encodeRun(r *activation.RunMessage) ([]byte, error) {
+	value := bytes.TrimSpace(r.Value)
+	if len(value) == 0 {
+		value = []byte("{}")
+	}
+	if bytes.IndexByte(value, '\n') >= 0 {
+		var b bytes.Buffer
+		if err := json.Compact(&b, value); err != nil {
+			return nil, err
+		}
+		value = b.Bytes()
+	}
+	ctx, err := encodeLine(struct {
+		Namespace     string `json:"namespace"`
+		ActionName    string `json:"action_name"`
+		ActionVersion string `json:"action_version"`
+		ActivationID  string `json:"activation_id"`
+		TransactionID string `json:"transaction_id"`
+		Deadline      string `json:"deadline"`
+		APIKey        string `json:"api_key,omitempty"`
+	}{r.Namespace, r.ActionName, r.ActionVersion, r.ActivationID, r.TransactionID, r.Deadline, r.APIKey})
+	if err != nil {
+		return nil, err
+	}
+	line := make([]byte, 0, len(value)+len(ctx)+16)
+	line = append(line, `{"value":`...)
+	line = append(line, value...)
+	line = append(line, ',')
+	return append(line, ctx[1:]...), nil
 }

@@ -187,3 +187,20 @@ func TestWarmupConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeRun(t *testing.T) {
+	for _, tc := range []struct{ value, want string }{
+		{``, `{"value":{},"namespace":"n","action_name":"/n/a","action_version":"","activation_id":"id","transaction_id":"","deadline":"9"}` + "\n"},
+		{`{"a": 1}`, `{"value":{"a": 1},"namespace":"n","action_name":"/n/a","action_version":"","activation_id":"id","transaction_id":"","deadline":"9"}` + "\n"},
+		{"{\n \"a\": [1,\n 2]\n}\n", `{"value":{"a":[1,2]},"namespace":"n","action_name":"/n/a","action_version":"","activation_id":"id","transaction_id":"","deadline":"9"}` + "\n"},
+	} {
+		got, err := encodeRun(&activation.RunMessage{Value: []byte(tc.value), Namespace: "n", ActionName: "/n/a", ActivationID: "id", Deadline: "9"})
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%q: %s %v", tc.value, got, err)
+		}
+	}
+	got, _ := encodeRun(&activation.RunMessage{Value: []byte(`[]`), APIKey: "k<&>"})
+	if !strings.HasSuffix(string(got), `"api_key":"k<&>"}`+"\n") {
+		t.Errorf("api_key: %s", got)
+	}
+}
