@@ -76,6 +76,11 @@ var kinds = []Kind{
 	},
 }
 
+// Env is the environment a launcher starts with, inside a root: the in-memory /tmp is
+// its home and temporary directory. The process executor uses it with its own
+// directories. Init-time env and the per-activation __OW_* values come on top.
+var Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TMPDIR=/tmp", "LANG=C.UTF-8"}
+
 // Kinds lists the supported kinds.
 func Kinds() []Kind { return append([]Kind(nil), kinds...) }
 

@@ -213,6 +213,15 @@ func (e *Executor) lruIdleLocked() *instance {
 	return victim
 }
 
+func (e *Executor) isIdleLocked(inst *instance) bool {
+	for _, x := range e.idle[inst.key] {
+		if x == inst {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *Executor) removeIdleLocked(inst *instance) bool {
 	l := e.idle[inst.key]
 	for i, x := range l {
@@ -247,11 +256,17 @@ func (e *Executor) park(inst *instance) {
 
 func (e *Executor) expire(inst *instance) {
 	e.mu.Lock()
-	ok := e.removeIdleLocked(inst) && time.Since(inst.lastUsed) >= e.cfg.IdleTTL
-	if !ok {
+	if !e.isIdleLocked(inst) {
 		e.mu.Unlock()
 		return
 	}
+	if left := e.cfg.IdleTTL - time.Since(inst.lastUsed); left > 0 {
+		// A stale firing: the instance was used and parked again meanwhile.
+		inst.idleTimer.Reset(left)
+		e.mu.Unlock()
+		return
+	}
+	e.removeIdleLocked(inst)
 	e.reserved -= inst.memMB
 	delete(e.live, inst)
 	e.mu.Unlock()
@@ -281,10 +296,18 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 	if err != nil {
 		return nil, err
 	}
-	timeout := job.Limits.Timeout
-	if timeout <= 0 {
-		timeout = time.Minute
+	if job.Limits.Timeout <= 0 || job.Limits.MemoryMB <= 0 {
+		// OpenWhisk's defaults: 60 s, 256 MB.
+		j := *job
+		if j.Limits.Timeout <= 0 {
+			j.Limits.Timeout = time.Minute
+		}
+		if j.Limits.MemoryMB <= 0 {
+			j.Limits.MemoryMB = 256
+		}
+		job = &j
 	}
+	timeout := job.Limits.Timeout
 	out := &activation.Outcome{Path: activation.PathHot}
 	inst := e.takeIdle(job, kind)
 	if inst == nil {

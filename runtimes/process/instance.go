@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -121,12 +122,17 @@ func (e *Executor) start(kind runtimes.Kind, job *activation.Job) (inst *instanc
 		extra = kind.HeapFlags(job.Limits.MemoryMB)
 	}
 	argv := kind.HostArgv(e.launchers[kind.Name], extra...)
-	env := append([]string{
-		"PATH=/usr/local/bin:/usr/bin:/bin",
-		"HOME=" + dir,
-		"TMPDIR=" + dir,
-		"LANG=C.UTF-8",
-	}, e.cfg.Env...)
+	env := make([]string, 0, len(runtimes.Env)+len(e.cfg.Env))
+	for _, v := range runtimes.Env {
+		switch {
+		case strings.HasPrefix(v, "HOME="):
+			v = "HOME=" + dir
+		case strings.HasPrefix(v, "TMPDIR="):
+			v = "TMPDIR=" + dir
+		}
+		env = append(env, v)
+	}
+	env = append(env, e.cfg.Env...)
 	cmd := &exec.Cmd{
 		Path:        argv[0],
 		Args:        argv,
