@@ -395,10 +395,15 @@ func (f *outFile) write(k *Kernel, b []byte) (int, unix.Errno) {
 	if f.w == nil {
 		return n, 0
 	}
-	// Copy out of guest memory: the writer may hold on to the slice or block.
-	buf := append([]byte(nil), b...)
-	if _, err := f.w.Write(buf); err != nil {
-		return 0, unix.EPIPE
+	// Copy out of guest memory in bounded chunks: the writer may hold on to the slice or
+	// block, and the guest may pass a huge buffer.
+	buf := make([]byte, min(len(b), 64<<10))
+	for len(b) > 0 {
+		c := copy(buf, b)
+		if _, err := f.w.Write(buf[:c]); err != nil {
+			return 0, unix.EPIPE
+		}
+		b = b[c:]
 	}
 	return n, 0
 }

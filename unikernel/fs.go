@@ -1,6 +1,7 @@
 package unikernel
 
 import (
+	"fmt"
 	"path"
 	"strings"
 	"sync"
@@ -65,14 +66,52 @@ func openRoot(dir string) (*rootFS, error) {
 
 func (r *rootFS) close() error { return unix.Close(r.fd) }
 
-// open opens a guest path (absolute, may contain "..") inside the root.
+// open opens a guest path (absolute, may contain "..") inside the root. Only regular files
+// and directories can be opened for I/O: the path is first opened O_PATH (which has no side
+// effects, even on devices and FIFOs), checked, then reopened through /proc/self/fd, so a
+// root that happens to contain /dev/sda, /dev/watchdog or a FIFO exposes nothing and never
+// blocks.
 func (r *rootFS) open(raw string, flags int, nofollow bool) (int, unix.Errno) {
+	pfd, e := r.openPath(raw, nofollow)
+	if e != 0 || flags&unix.O_PATH != 0 {
+		return pfd, e
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return -1, errnoOf(err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		if flags&unix.O_DIRECTORY != 0 {
+			return -1, unix.ENOTDIR
+		}
+	case unix.S_IFDIR:
+	case unix.S_IFLNK:
+		return -1, unix.ELOOP // O_NOFOLLOW on a symlink
+	default:
+		return -1, unix.EACCES
+	}
+	for {
+		fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", pfd), flags&(unix.O_ACCMODE|unix.O_DIRECTORY)|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, errnoOf(err)
+		}
+		return fd, 0
+	}
+}
+
+// openPath opens raw with O_PATH, resolved by the host kernel as if the root were "/".
+func (r *rootFS) openPath(raw string, nofollow bool) (int, unix.Errno) {
 	rel := strings.TrimLeft(raw, "/")
 	if rel == "" {
 		rel = "."
 	}
 	how := unix.OpenHow{
-		Flags:   uint64(flags | unix.O_CLOEXEC),
+		Flags:   uint64(unix.O_PATH | unix.O_CLOEXEC),
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	}
 	if nofollow {
@@ -84,13 +123,10 @@ func (r *rootFS) open(raw string, flags int, nofollow bool) (int, unix.Errno) {
 			continue
 		}
 		if err != nil {
-			if e, ok := err.(unix.Errno); ok {
-				if e == unix.EXDEV {
-					return -1, unix.ENOENT
-				}
+			if e := errnoOf(err); e != unix.EXDEV {
 				return -1, e
 			}
-			return -1, unix.EIO
+			return -1, unix.ENOENT
 		}
 		return fd, 0
 	}
@@ -99,7 +135,7 @@ func (r *rootFS) open(raw string, flags int, nofollow bool) (int, unix.Errno) {
 // stat stats a guest path inside the root.
 func (r *rootFS) stat(raw string, nofollow bool) (unix.Stat_t, unix.Errno) {
 	var st unix.Stat_t
-	fd, e := r.open(raw, unix.O_PATH, nofollow)
+	fd, e := r.openPath(raw, nofollow)
 	if e != 0 {
 		return st, e
 	}
@@ -111,7 +147,7 @@ func (r *rootFS) stat(raw string, nofollow bool) (unix.Stat_t, unix.Errno) {
 }
 
 func (r *rootFS) readlink(raw string) (string, unix.Errno) {
-	fd, e := r.open(raw, unix.O_PATH, true)
+	fd, e := r.openPath(raw, true)
 	if e != 0 {
 		return "", e
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
@@ -93,7 +94,10 @@ func (t *Thread) loop() {
 		uc.mu.Unlock()
 
 		run.setValid(syncX86Regs)
+		t0 := time.Now()
 		err := kvmRun(t.cpu.fd)
+		t1 := time.Now()
+		uc.runNanos.Add(int64(t1.Sub(t0)))
 		uc.exits.Add(1)
 		uc.mu.Lock()
 		t.inGuest = false
@@ -106,7 +110,9 @@ func (t *Thread) loop() {
 			uc.stop(fmt.Errorf("%w: KVM_RUN: %v", ErrVMExit, err), 128+int(unix.SIGKILL))
 			return
 		}
-		if !t.handleExit(run) {
+		ok := t.handleExit(run)
+		uc.handlerNanos.Add(int64(time.Since(t1)))
+		if !ok {
 			return
 		}
 	}

@@ -43,8 +43,10 @@ type UC struct {
 	stopOnce sync.Once
 	done     chan struct{} // closed when the last thread has left its loop
 
-	exits atomic.Uint64
-	mode  atomic.Int32
+	exits        atomic.Uint64
+	runNanos     atomic.Int64 // time inside KVM_RUN (guest code, exits, faults)
+	handlerNanos atomic.Int64 // time in exit handlers (the library OS)
+	mode         atomic.Int32
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -291,7 +293,7 @@ func (uc *UC) result() Result {
 }
 
 func (uc *UC) statsLocked() Stats {
-	s := Stats{Exits: uc.exits.Load(), Syscalls: uc.k.syscallCounts(), Unknown: uc.k.Unknown(), Mode: uc.Mode()}
+	s := Stats{Exits: uc.exits.Load(), InGuest: time.Duration(uc.runNanos.Load()), InHandlers: time.Duration(uc.handlerNanos.Load()), Syscalls: uc.k.syscallCounts(), Unknown: uc.k.Unknown(), Mode: uc.Mode()}
 	end := uc.ended
 	if end.IsZero() {
 		end = time.Now()

@@ -115,5 +115,8 @@ type Stats struct {
 	PagesTouched uint64
 	Committed    uint64 // bytes charged against the memory limit at the end
 	Wall         time.Duration
-	Mode         Mode
+	// InGuest is the time spent inside KVM_RUN (guest code plus the exit and entry cost
+	// and guest page faults); InHandlers the time the library OS spent serving exits.
+	InGuest, InHandlers time.Duration
+	Mode                Mode
 }

@@ -371,3 +371,34 @@ func FuzzSyscall(f *testing.F) {
 		}
 	})
 }
+
+// TestRootRefusesDevices: a root containing device nodes or FIFOs exposes none of them.
+func TestRootRefusesDevices(t *testing.T) {
+	root := t.TempDir()
+	if err := unix.Mkfifo(filepath.Join(root, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink("/dev/zero", filepath.Join(root, "zero")) // resolves to root/dev/zero: absent
+	r, err := openRoot("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	for _, p := range []string{"/dev/zero", "/dev/kvm", "/dev/null"} {
+		if fd, e := r.open(p, unix.O_RDONLY, false); e != unix.EACCES {
+			unix.Close(fd)
+			t.Errorf("%s: %v, want EACCES", p, e)
+		}
+	}
+	r2, err := openRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.close()
+	if _, e := r2.open("/fifo", unix.O_RDONLY, false); e != unix.EACCES {
+		t.Errorf("fifo: %v", e)
+	}
+	if _, e := r2.open("/zero", unix.O_RDONLY, false); e != unix.ENOENT {
+		t.Errorf("symlink to /dev/zero: %v", e)
+	}
+}
