@@ -11,8 +11,10 @@
 package conformance
 
 import (
+	"archive/tar"
 	"archive/zip"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -54,6 +56,7 @@ type Action struct {
 	Code     string            `json:"code"`
 	CodeFile string            `json:"code_file"` // relative to the case's directory
 	Zip      map[string]string `json:"zip"`       // file name → content; the zip is built by the harness
+	Tgz      map[string]string `json:"tgz"`       // the same, as a gzipped tar
 	Binary   bool              `json:"binary"`    // send Code as is with binary set
 	Env      map[string]string `json:"env"`
 }
@@ -153,6 +156,33 @@ func (c *Case) InitMessage() (activation.InitMessage, error) {
 			}
 		}
 		if err := zw.Close(); err != nil {
+			return m, err
+		}
+		m.Code = base64.StdEncoding.EncodeToString(buf.Bytes())
+		m.Binary = true
+	}
+	if a.Tgz != nil {
+		var buf bytes.Buffer
+		gz := gzip.NewWriter(&buf)
+		tw := tar.NewWriter(gz)
+		names := make([]string, 0, len(a.Tgz))
+		for n := range a.Tgz {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			body := []byte(a.Tgz[n])
+			if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+				return m, err
+			}
+			if _, err := tw.Write(body); err != nil {
+				return m, err
+			}
+		}
+		if err := tw.Close(); err != nil {
+			return m, err
+		}
+		if err := gz.Close(); err != nil {
 			return m, err
 		}
 		m.Code = base64.StdEncoding.EncodeToString(buf.Bytes())

@@ -162,26 +162,30 @@ def _extract(data, workdir):
         import tarfile
 
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as t:
-            t.extractall(workdir, filter="data")
+            # Python 3.11.2 has no extraction filters: refuse what would escape.
+            root = os.path.realpath(workdir)
+            for m in t.getmembers():
+                dest = os.path.realpath(os.path.join(root, m.name))
+                if not (dest == root or dest.startswith(root + os.sep)) or m.islnk() or m.issym() and os.path.isabs(m.linkname) or m.isdev():
+                    raise ValueError("archive member %r escapes the action directory" % m.name)
+            t.extractall(workdir)
     else:
         with open(os.path.join(workdir, "__main__.py"), "wb") as f:
             f.write(data)
 
 
-def _activate_virtualenv(workdir):
+def _virtualenv(workdir):
+    """The virtualenv/ activation script of a zip action: None without a virtualenv,
+    "" for an invalid one (reported on stderr, as the stock build step does)."""
     venv = os.path.join(workdir, "virtualenv")
     if not os.path.isdir(venv):
-        return True
-    activate = os.path.join(venv, "bin", "activate_this.py")
-    if not os.path.exists(activate):
-        activate = os.path.join(venv, "Scripts", "activate_this.py")
-    if not os.path.exists(activate):
-        sys.stderr.write("Invalid virtualenv. Zip file does not include 'activate_this.py'.\n")
-        return False
-    with open(activate) as f:
-        code = compile(f.read(), activate, "exec")
-    exec(code, dict(__file__=activate))
-    return True
+        return None
+    for sub in ("bin", "Scripts"):
+        activate = os.path.join(venv, sub, "activate_this.py")
+        if os.path.exists(activate):
+            return activate
+    sys.stderr.write("Invalid virtualenv. Zip file does not include 'activate_this.py'.\n")
+    return ""
 
 
 def _init(value, warmup):
@@ -243,11 +247,16 @@ def _init(value, warmup):
         sys.stderr.write("%s\n" % er)
         return fail(NO_BINARY)
 
+    activate = _virtualenv(_workdir)
+    if activate == "":
+        return fail(NO_BINARY)
+
     os.chdir(_workdir)
     sys.path.insert(0, _workdir)
     try:
-        if not _activate_virtualenv(_workdir):
-            return fail(CANNOT_START)
+        if activate:
+            with open(activate) as f:
+                exec(compile(f.read(), activate, "exec"), dict(__file__=activate))
         import types
 
         mod = types.ModuleType("main__")
