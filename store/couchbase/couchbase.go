@@ -184,12 +184,17 @@ func (s *Store) Health(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("couchbase: health: %w", mapErr(err))
 		}
+		n := 0
 		for _, eps := range res.Services {
 			for _, ep := range eps {
 				if ep.State != gocb.PingStateOk {
 					return fmt.Errorf("couchbase: health: %s %s: %w", ep.Remote, ep.Error, activation.ErrUnavailable)
 				}
+				n++
 			}
+		}
+		if n == 0 {
+			return fmt.Errorf("couchbase: health: no key-value endpoint answered: %w", activation.ErrUnavailable)
 		}
 		return nil
 	})
@@ -455,18 +460,28 @@ func (s *Store) PutActivation(ctx context.Context, a *activation.WhiskActivation
 	if err != nil {
 		return fmt.Errorf("couchbase: put activation %s: %w", a.DocID(), err)
 	}
+	same := false
 	err = s.retry(ctx, func(ctx context.Context, retried bool) error {
 		_, err := s.activations.Insert(a.DocID(), json.RawMessage(body), &gocb.InsertOptions{Context: ctx})
 		err = mapErr(err)
-		if retried && errors.Is(err, activation.ErrConflict) && s.sameRecord(ctx, a) {
-			return nil
+		if errors.Is(err, activation.ErrConflict) && s.sameRecord(ctx, a) {
+			// This very record is stored: written by an attempt whose answer was lost,
+			// here or in an earlier call (a spool drain). Its index entries may be
+			// missing; write them below.
+			same = true
+			if retried {
+				return nil
+			}
 		}
 		return err
 	})
-	if err != nil {
+	if err != nil && !same {
 		return fmt.Errorf("couchbase: put activation %s: %w", a.DocID(), err)
 	}
-	if err := s.indexActivation(ctx, a); err != nil {
+	if ierr := s.indexActivation(ctx, a); ierr != nil {
+		return fmt.Errorf("couchbase: put activation %s: %w", a.DocID(), ierr)
+	}
+	if err != nil {
 		return fmt.Errorf("couchbase: put activation %s: %w", a.DocID(), err)
 	}
 	return nil

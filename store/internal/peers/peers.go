@@ -168,13 +168,58 @@ func (p *Pouch) Freeze(stop bool) {
 	}
 	if p.cmd != nil {
 		syscall.Kill(-p.cmd.Process.Pid, sig)
+		waitStopped(p.t, p.cmd.Process.Pid, stop)
 	}
+}
+
+// waitStopped waits until every thread of pid is stopped (or none is): a signal takes
+// effect asynchronously, and a thread running on another CPU may still answer a request.
+func waitStopped(t testing.TB, pid int, stopped bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		all := len(tasks) > 0
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			// The state follows the parenthesised command name.
+			i := bytes.LastIndexByte(b, ')')
+			if i < 0 || i+2 >= len(b) {
+				continue
+			}
+			if st := b[i+2]; (st == 'T' || st == 't') != stopped {
+				all = false
+				break
+			}
+		}
+		if all {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not become stopped=%v", pid, stopped)
 }
 
 // Caves is a running gocaves mock cluster.
 type Caves struct {
 	ConnStr string
+	t       testing.TB
 	cmd     *exec.Cmd
+}
+
+// Freeze stops (SIGSTOP) or resumes (SIGCONT) the mock: requests time out meanwhile.
+// (A restarted gocaves would listen on new ports with no data, so outages are tested
+// this way.)
+func (c *Caves) Freeze(stop bool) {
+	sig := syscall.SIGCONT
+	if stop {
+		sig = syscall.SIGSTOP
+	}
+	syscall.Kill(-c.cmd.Process.Pid, sig)
+	waitStopped(c.t, c.cmd.Process.Pid, stop)
 }
 
 // StartCaves starts `gocaves -mock-only` and returns its connection string (printed as
@@ -227,7 +272,7 @@ func StartCaves(t testing.TB) *Caves {
 	defer cancel()
 	select {
 	case cs := <-found:
-		return &Caves{ConnStr: cs, cmd: cmd}
+		return &Caves{ConnStr: cs, t: t, cmd: cmd}
 	case <-ctx.Done():
 		mu.Lock()
 		defer mu.Unlock()
