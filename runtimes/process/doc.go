@@ -9,15 +9,20 @@
 //     (ErrInitTimeout, ErrRunTimeout);
 //   - memory: a cgroup v2 memory.max per instance when this process can create one (as
 //     root, with the memory controller delegated); otherwise an honest approximation:
-//     RLIMIT_AS = MemoryMB for python (a MemoryError makes the launcher exit with
-//     status 86) and V8's --max-old-space-size = MemoryMB for node (heap only: native
-//     buffers are not bounded). Either way the outcome wraps ErrMemoryLimit.
+//     RLIMIT_AS = MemoryMB for python (the launcher sets it at start from
+//     SEUSS_RLIMIT_AS, before any action code; a MemoryError makes it exit with status
+//     86) and V8's --max-old-space-size = MemoryMB for node (heap only: native buffers
+//     are not bounded). Either way the outcome wraps ErrMemoryLimit.
 //     Executor.MemoryLimitMechanism says which is in use;
 //   - logs: at most Limits.LogBytes of line text, LogsTruncated when more was dropped;
 //   - death: a process that exits before answering gives ErrInitExited/ErrRunExited.
 //
 // An instance whose init or run did not answer 200 is never reused, as OpenWhisk
 // destroys a container after a developer error.
+//
+// Isolation is that of a host process: with Config.UID the launchers run as another
+// user (e.g. nobody), in their own process group and directory; nothing more. It is a
+// baseline for speed, not a sandbox.
 //
 // It knows nothing of unikernels or snapshots; it must stay honest and fast: no sleeps,
 // no polling (pipe deadlines through Go's poller, one goroutine per output stream).

@@ -33,6 +33,9 @@ type Config struct {
 	Warmup bool
 	// NoCgroup disables cgroup v2 memory limits even where they are available.
 	NoCgroup bool
+	// UID and GID, when UID is not 0, are the user the launchers run as (e.g. 65534,
+	// nobody): actions then cannot touch the invoker's files. Default: the invoker's.
+	UID, GID uint32
 }
 
 // ErrNoCapacity is returned by Run when busy instances fill the memory budget.
@@ -70,6 +73,9 @@ func New(cfg Config) (*Executor, error) {
 		cfg.TempDir = os.TempDir()
 	}
 	dir, err := os.MkdirTemp(cfg.TempDir, "seuss-launchers-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755) // readable by Config.UID
+	}
 	if err != nil {
 		return nil, fmt.Errorf("process: new: %w", err)
 	}

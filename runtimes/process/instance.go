@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -53,12 +54,12 @@ func pipeSize(f *os.File, size int) {
 }
 
 // start launches a fresh launcher process for a job.
-func (e *Executor) start(kind runtimes.Kind, job *activation.Job) (inst *instance, err error) {
+func (e *Executor) start(kind runtimes.Kind, job *activation.Job) (_ *instance, err error) {
 	dir, err := os.MkdirTemp(e.cfg.TempDir, "seuss-proc-")
 	if err != nil {
 		return nil, fmt.Errorf("process: start %s: %w", kind.Name, err)
 	}
-	inst = &instance{key: job.Key, kind: kind, memMB: job.Limits.MemoryMB, dir: dir, logs: newCollector(), exited: make(chan struct{})}
+	inst := &instance{key: job.Key, kind: kind, memMB: job.Limits.MemoryMB, dir: dir, logs: newCollector(), exited: make(chan struct{})}
 	var closeLater []*os.File
 	defer func() {
 		for _, f := range closeLater {
@@ -108,6 +109,12 @@ func (e *Executor) start(kind runtimes.Kind, job *activation.Job) (inst *instanc
 	var extra []string
 	var cgFile *os.File
 	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if e.cfg.UID != 0 {
+		attr.Credential = &syscall.Credential{Uid: e.cfg.UID, Gid: e.cfg.GID, NoSetGroups: true}
+		if err := os.Chown(dir, int(e.cfg.UID), int(e.cfg.GID)); err != nil {
+			return nil, err
+		}
+	}
 	if e.cg != nil {
 		cgDir, f, cerr := e.cg.create(filepath.Base(dir), job.Limits.MemoryMB)
 		if cerr != nil {
@@ -133,6 +140,10 @@ func (e *Executor) start(kind runtimes.Kind, job *activation.Job) (inst *instanc
 		env = append(env, v)
 	}
 	env = append(env, e.cfg.Env...)
+	if e.cg == nil && kind.Language() == "python" {
+		// The launcher sets RLIMIT_AS itself at start, before any action code runs.
+		env = append(env, "SEUSS_RLIMIT_AS="+strconv.FormatInt(int64(job.Limits.MemoryMB)<<20, 10))
+	}
 	cmd := &exec.Cmd{
 		Path:        argv[0],
 		Args:        argv,
@@ -148,15 +159,6 @@ func (e *Executor) start(kind runtimes.Kind, job *activation.Job) (inst *instanc
 		return nil, err
 	}
 	inst.cmd = cmd
-	if e.cg == nil && job.Limits.MemoryMB > 0 && kind.Language() == "python" {
-		// Before any action code runs: the launcher is still waiting for its init.
-		lim := unix.Rlimit{Cur: uint64(job.Limits.MemoryMB) << 20, Max: uint64(job.Limits.MemoryMB) << 20}
-		if perr := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_AS, &lim, nil); perr != nil {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			_ = cmd.Wait()
-			return nil, fmt.Errorf("set RLIMIT_AS: %w", perr)
-		}
-	}
 	// Keep our ends; the child's ends are closed by the deferred function.
 	closeLater = []*os.File{inR, outW, errW, repW}
 	if cgFile != nil {

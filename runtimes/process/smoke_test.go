@@ -3,6 +3,8 @@ package process
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,6 +14,17 @@ import (
 func newExec(t testing.TB, cfg Config) *Executor {
 	t.Helper()
 	cfg.TempDir = t.TempDir()
+	if cfg.UID != 0 {
+		// t.TempDir's directories are private to root.
+		for d := cfg.TempDir; d != filepath.Dir(os.TempDir()) && d != "/"; d = filepath.Dir(d) {
+			if d == os.TempDir() {
+				break
+			}
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -45,6 +45,14 @@ def _log_stream(fd):
     )
 
 
+# The host-process executor bounds the address space here, before any action code
+# runs (it cannot prlimit a process of another user without CAP_SYS_RESOURCE).
+_limit = os.environ.pop("SEUSS_RLIMIT_AS", None)
+if _limit:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (int(_limit), int(_limit)))
+
 sys.stdout = _log_stream(1)
 sys.stderr = _log_stream(2)
 
