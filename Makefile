@@ -6,6 +6,7 @@ BIN       := bin
 GOFLAGS   ?=
 TESTFLAGS ?= -timeout 14m
 DATA_DIR  ?= $(CURDIR)/.seuss
+STANDALONE_FLAGS ?=
 
 .PHONY: help build rootfs run test vet fmt bench clean
 
@@ -20,7 +21,7 @@ rootfs: build ## build the read-only runtime roots (nodejs:20, python:3.11)
 	$(GO) run $(GOFLAGS) ./runtimes/mkroot -out $(DATA_DIR)/roots
 
 run: build rootfs ## build everything and start the standalone stack on embedded defaults
-	$(BIN)/invoker standalone --data-dir $(DATA_DIR)
+	$(BIN)/invoker standalone --data-dir $(DATA_DIR) $(STANDALONE_FLAGS)
 
 vet: ## go vet and gofmt check
 	$(GO) vet ./...
