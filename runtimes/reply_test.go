@@ -63,3 +63,23 @@ func TestResolve(t *testing.T) {
 		t.Errorf("argv %q", got)
 	}
 }
+
+// FuzzDecodeReply: answers come from the guest; decoding never panics and a decoded
+// non-200 answer re-encodes to the same line.
+func FuzzDecodeReply(f *testing.F) {
+	for _, s := range []string{`{"ok":true}`, `!502 {"error":"x"}`, `!`, `!999 `, "!200 []\n", ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		st, body, err := DecodeReply(line)
+		if err != nil || st == 200 {
+			return
+		}
+		if st < 100 || st > 999 {
+			t.Fatalf("status %d", st)
+		}
+		if st2, b2, err := DecodeReply(EncodeReply(st, body)); err != nil || st2 != st || string(b2) != string(body) {
+			t.Fatalf("round trip %q: %d %q %v", line, st2, b2, err)
+		}
+	})
+}
