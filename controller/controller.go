@@ -145,6 +145,11 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/namespaces/{ns}/activations/{id}/logs", s.authNS(s.getActivationLogs))
 	m.HandleFunc("GET /api/v1/namespaces/{ns}/activations/{id}/result", s.authNS(s.getActivationResult))
 
+	// Collections standalone does not have are empty, so that `wsk list` works.
+	for _, c := range []string{"packages", "triggers", "rules"} {
+		m.HandleFunc("GET /api/v1/namespaces/{ns}/"+c, s.authNS(s.emptyList))
+		m.HandleFunc("GET /api/v1/namespaces/{ns}/"+c+"/{$}", s.authNS(s.emptyList))
+	}
 	m.HandleFunc("/api/v1/namespaces/{ns}/{collection}/{rest...}", s.authNS(s.unsupported))
 	m.HandleFunc("/", s.notFound)
 }
@@ -184,6 +189,10 @@ func (s *Server) apiInfo(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, []string{GuestNamespace})
+}
+
+func (s *Server) emptyList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, []any{})
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {

@@ -308,6 +308,17 @@ func TestAuth(t *testing.T) {
 	if err != nil || len(ns) != 1 || ns[0].Name != "guest" {
 		t.Errorf("namespaces: %v %v", ns, err)
 	}
+	s.client.Config.Namespace = "_" // Namespaces.List cleared it
+	if pk, _, err := s.client.Packages.List(nil); err != nil || len(pk) != 0 {
+		t.Errorf("packages: %v %v", pk, err)
+	}
+	if tr, _, err := s.client.Triggers.List(nil); err != nil || len(tr) != 0 {
+		t.Errorf("triggers: %v %v", tr, err)
+	}
+	status, body, _ = rawRequest(t, "PUT", s.http.URL+"/api/v1/namespaces/_/triggers/t", "{}", true)
+	if status != 404 || !strings.Contains(body["error"].(string), "not supported") {
+		t.Errorf("trigger create: %d %v", status, body)
+	}
 	status, body, _ = rawRequest(t, "GET", s.http.URL+"/api/v1", "", false)
 	if status != 200 || body["api_version_path"] != "v1" {
 		t.Errorf("api info: %d %v", status, body)
