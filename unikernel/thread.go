@@ -159,12 +159,31 @@ func (t *Thread) detectMode() Mode {
 }
 
 // syscall serves the system call in the synced registers and arranges the return.
+//
+// Two ways in. The `syscall` instruction lands in the entry stub, whose port write exits
+// (RIP = stub+2). Under PVM that costs two traps to the hypervisor (the syscall, then the
+// port write), so the first call from each site rewrites that site's 2-byte `syscall`
+// (0f 05) into the 2-byte `out %al, $SyscallPort` (e6 f0), which the TSS I/O bitmap lets
+// CPL3 execute: later calls from that site exit directly, in one trap. The site is known to
+// hold a real syscall instruction because the CPU just executed it (RCX-2). A patched site
+// exits with RIP after the out; RCX and R11 are then set as `syscall` would have.
 func (t *Thread) syscall(run *runMap) {
 	r := run.regs()
-	mode := t.detectMode()
+	uc := t.uc
 	a := [6]uint64{r.RDI, r.RSI, r.RDX, r.R10, r.R8, r.R9}
-	ret := t.uc.k.dispatch(t, r.RAX, &a)
-	r.RAX = ret
+	if r.RIP != addrStub+2 {
+		// A patched site (or the guest's own out to the port: same thing).
+		r.RAX = uc.k.dispatch(t, r.RAX, &a)
+		r.RCX = r.RIP
+		r.R11 = r.RFLAGS
+		run.setDirty(syncX86Regs)
+		return
+	}
+	mode := t.detectMode()
+	r.RAX = uc.k.dispatch(t, r.RAX, &a)
+	if !uc.cfg.NoSyscallPatching {
+		t.patchSite(r.RCX)
+	}
 	if mode == ModePVM {
 		// `syscall` stayed at CPL3: return to the caller ourselves.
 		r.RIP = r.RCX
@@ -172,11 +191,24 @@ func (t *Thread) syscall(run *runMap) {
 	}
 	// Under VMX the stub's sysretq returns to RCX with RFLAGS = R11 at CPL3.
 	if mode == ModeVMX && r.RCX >= 1<<47 {
-		t.uc.stop(fmt.Errorf("%w: non-canonical return address %#x", ErrGuestFault, r.RCX), 128+int(unix.SIGSEGV))
+		uc.stop(fmt.Errorf("%w: non-canonical return address %#x", ErrGuestFault, r.RCX), 128+int(unix.SIGSEGV))
 		t.ts.exiting = true
 		return
 	}
 	run.setDirty(syncX86Regs)
+}
+
+// patchSite rewrites the syscall instruction that ends at ret (see syscall).
+func (t *Thread) patchSite(ret uint64) {
+	mem := t.uc.vm.mem
+	if ret < userBase+2 || ret > uint64(len(mem)) {
+		return
+	}
+	site := mem[ret-2 : ret]
+	if site[0] == 0x0f && site[1] == 0x05 {
+		site[0], site[1] = 0xe6, SyscallPort
+		t.uc.patched.Add(1)
+	}
 }
 
 // exception ends the UC on a guest exception (issue: signal delivery comes later).

@@ -44,8 +44,9 @@ type UC struct {
 	done     chan struct{} // closed when the last thread has left its loop
 
 	exits        atomic.Uint64
-	runNanos     atomic.Int64 // time inside KVM_RUN (guest code, exits, faults)
-	handlerNanos atomic.Int64 // time in exit handlers (the library OS)
+	patched      atomic.Uint64 // syscall sites rewritten to a direct port write
+	runNanos     atomic.Int64  // time inside KVM_RUN (guest code, exits, faults)
+	handlerNanos atomic.Int64  // time in exit handlers (the library OS)
 	mode         atomic.Int32
 
 	mu       sync.Mutex
@@ -293,7 +294,7 @@ func (uc *UC) result() Result {
 }
 
 func (uc *UC) statsLocked() Stats {
-	s := Stats{Exits: uc.exits.Load(), InGuest: time.Duration(uc.runNanos.Load()), InHandlers: time.Duration(uc.handlerNanos.Load()), Syscalls: uc.k.syscallCounts(), Unknown: uc.k.Unknown(), Mode: uc.Mode()}
+	s := Stats{Exits: uc.exits.Load(), InGuest: time.Duration(uc.runNanos.Load()), InHandlers: time.Duration(uc.handlerNanos.Load()), PatchedSites: uc.patched.Load(), Syscalls: uc.k.syscallCounts(), Unknown: uc.k.Unknown(), Mode: uc.Mode()}
 	end := uc.ended
 	if end.IsZero() {
 		end = time.Now()

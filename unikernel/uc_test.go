@@ -321,3 +321,28 @@ func TestPythonLimits(t *testing.T) {
 		t.Errorf("write to root: %q", errOut)
 	}
 }
+
+// TestSyscallPatching: sites get rewritten in the guest's private copy only; results are
+// the same either way.
+func TestSyscallPatching(t *testing.T) {
+	requireKVM(t)
+	root := testRoot(t, "hostile", "syscalls")
+	before, _ := os.ReadFile(root + "/syscalls")
+	for _, noPatch := range []bool{false, true} {
+		res, out, _ := runUC(t, Config{Root: root, NoSyscallPatching: noPatch}, "/syscalls")
+		if res.Status != 0 || !strings.Contains(out, "done 0") {
+			t.Fatalf("noPatch=%v: status %d\n%s", noPatch, res.Status, out)
+		}
+		if noPatch != (res.Stats.PatchedSites == 0) {
+			t.Errorf("noPatch=%v: %d sites patched", noPatch, res.Stats.PatchedSites)
+		}
+	}
+	after, _ := os.ReadFile(root + "/syscalls")
+	if string(before) != string(after) {
+		t.Fatal("patching changed the host file")
+	}
+	res, _, _ := runUC(t, Config{Root: root}, "/hostile", "getpid", "1000")
+	if res.Stats.PatchedSites == 0 || res.Stats.Exits < 1000 {
+		t.Errorf("getpid loop: %d patched, %d exits", res.Stats.PatchedSites, res.Stats.Exits)
+	}
+}

@@ -57,6 +57,10 @@ type Config struct {
 	MaxOutput int64
 	// MaxFDs caps open descriptors (default 1024).
 	MaxFDs int
+	// NoSyscallPatching keeps every `syscall` instruction as it is. By default the first
+	// call from each site rewrites it into a direct port write, which halves the cost of a
+	// system call under PVM (see Thread.syscall).
+	NoSyscallPatching bool
 	// Log receives warnings such as the first use of an unimplemented system call.
 	Log *slog.Logger
 }
@@ -119,4 +123,6 @@ type Stats struct {
 	// and guest page faults); InHandlers the time the library OS spent serving exits.
 	InGuest, InHandlers time.Duration
 	Mode                Mode
+	// PatchedSites counts syscall instructions rewritten into direct port writes.
+	PatchedSites uint64
 }

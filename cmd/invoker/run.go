@@ -58,6 +58,7 @@ func runMain(ctx context.Context, args []string) (int, error) {
 	timeout := fs.Duration("timeout", 30*time.Second, "wall-time limit (0: none)")
 	stats := fs.Bool("stats", false, "print exits, system calls by name, pages touched and wall time to stderr")
 	cwd := fs.String("cwd", "/", "initial working directory in the guest")
+	noPatch := fs.Bool("no-patch", false, "do not rewrite syscall instructions into direct port writes")
 	var env envFlags
 	fs.Var(&env, "env", "K=V for the guest's environment (repeatable)")
 	fs.Usage = func() {
@@ -80,7 +81,7 @@ func runMain(ctx context.Context, args []string) (int, error) {
 		return 2, fmt.Errorf("%w: --memory: %v", errUsage, err)
 	}
 	cfg := unikernel.Config{
-		Root: *root, Memory: memory, Timeout: *timeout, Env: env, Cwd: *cwd,
+		Root: *root, Memory: memory, Timeout: *timeout, Env: env, Cwd: *cwd, NoSyscallPatching: *noPatch,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
@@ -117,7 +118,8 @@ func printStats(s unikernel.Stats) {
 	w := os.Stderr
 	fmt.Fprintf(w, "--- uc stats: mode %s, wall %v, exits %d, pages touched %d (%d KiB), committed %d KiB\n",
 		s.Mode, s.Wall.Round(time.Microsecond), s.Exits, s.PagesTouched, s.PagesTouched*4, s.Committed>>10)
-	fmt.Fprintf(w, "time in KVM_RUN %v, in library-OS handlers %v\n", s.InGuest.Round(time.Microsecond), s.InHandlers.Round(time.Microsecond))
+	fmt.Fprintf(w, "time in KVM_RUN %v, in library-OS handlers %v, syscall sites patched %d\n",
+		s.InGuest.Round(time.Microsecond), s.InHandlers.Round(time.Microsecond), s.PatchedSites)
 	var total uint64
 	for _, c := range s.Syscalls {
 		total += c.Count
