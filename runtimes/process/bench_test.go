@@ -3,11 +3,13 @@ package process
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/seuss-go/seuss/activation"
+	"github.com/seuss-go/seuss/runtimes"
 )
 
 var benchCode = map[string]string{
@@ -68,5 +70,27 @@ func BenchmarkHot(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkBareStart is the floor under a cold start, measured in the same run: the
+// interpreter starting and exiting with nothing to do, with the launchers' flags and
+// environment.
+func BenchmarkBareStart(b *testing.B) {
+	for _, k := range benchKinds {
+		b.Run(k.name, func(b *testing.B) {
+			kind, _ := runtimes.Resolve(k.kind)
+			args := append(append([]string{}, kind.Flags...), "-e", "0")
+			if k.name == "python" {
+				args = append(append([]string{}, kind.Flags...), "-c", "0")
+			}
+			for b.Loop() {
+				cmd := exec.Command(kind.Interpreter, args...)
+				cmd.Env = runtimes.Env
+				if err := cmd.Run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
