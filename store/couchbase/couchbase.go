@@ -180,7 +180,13 @@ func (s *Store) retry(ctx context.Context, op func(ctx context.Context, retried 
 // Health implements store.Store: a key-value ping of the bucket.
 func (s *Store) Health(ctx context.Context) error {
 	return s.retry(ctx, func(ctx context.Context, _ bool) error {
-		res, err := s.bucket.Ping(&gocb.PingOptions{Context: ctx, ServiceTypes: []gocb.ServiceType{gocb.ServiceTypeKeyValue}})
+		// A Timeout, not the Context: gocbcore's ping cancellation path races (found
+		// by -race in v10.8.1), its timeout path does not.
+		timeout := s.cfg.Retry.Timeout
+		if d, ok := ctx.Deadline(); ok {
+			timeout = max(time.Until(d)-10*time.Millisecond, 10*time.Millisecond)
+		}
+		res, err := s.bucket.Ping(&gocb.PingOptions{Timeout: timeout, ServiceTypes: []gocb.ServiceType{gocb.ServiceTypeKeyValue}})
 		if err != nil {
 			return fmt.Errorf("couchbase: health: %w", mapErr(err))
 		}

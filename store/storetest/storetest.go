@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +41,9 @@ func Run(t *testing.T, open Open) {
 		{"ActivationInsertGet", testActivationInsertGet},
 		{"ActivationNotFound", testActivationNotFound},
 		{"ActivationList", testActivationList},
+		{"ActivationConcurrentInsert", testActivationConcurrentInsert},
+		{"ActivationLarge", testActivationLarge},
+		{"ActionConcurrentUpdate", testActionConcurrentUpdate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -513,4 +517,104 @@ func testActivationList(t *testing.T, s store.Store, ns string) {
 		return a.Name == "hello" && a.Start >= base+3*step && a.Start <= base+7*step
 	})[1:])
 	check(store.ActivationQuery{Namespace: ns + "-none"}, nil)
+}
+
+// Many writers at once: distinct records all land; of several inserts of one id,
+// exactly one wins (the invoker relies on this to never record an activation twice).
+func testActivationConcurrentInsert(t *testing.T, s store.Store, ns string) {
+	ctx := Ctx(t)
+	const writers = 8
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	ids := make([]string, writers)
+	for i := range writers {
+		ids[i] = ActivationID()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.PutActivation(ctx, Activation(ns, "hello", ids[i], int64(1000+i)))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		must(t, err, "concurrent insert "+ids[i])
+	}
+	same := ActivationID()
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.PutActivation(ctx, Activation(ns, fmt.Sprintf("writer%d", i), same, 5000))
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case errors.Is(err, activation.ErrConflict):
+		default:
+			t.Fatalf("insert of one id: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d inserts of one id succeeded, want 1", won)
+	}
+	list, err := s.ListActivations(ctx, store.ActivationQuery{Namespace: ns})
+	must(t, err, "list")
+	if len(list) != writers+1 {
+		t.Fatalf("listed %d records, want %d", len(list), writers+1)
+	}
+}
+
+// A record with a megabyte of logs and a large result round-trips.
+func testActivationLarge(t *testing.T, s store.Store, ns string) {
+	ctx := Ctx(t)
+	a := Activation(ns, "chatty", ActivationID(), 1000)
+	line := "2024-05-20T10:13:20.671233049Z stdout: " + strings.Repeat("x", 1000)
+	a.Logs = nil
+	for range 1024 {
+		a.Logs = append(a.Logs, line)
+	}
+	a.Response.Result = json.RawMessage(`{"payload":"` + strings.Repeat("y", 512<<10) + `"}`)
+	must(t, s.PutActivation(ctx, a), "insert large record")
+	got, err := s.GetActivation(ctx, ns, a.ActivationID)
+	must(t, err, "get large record")
+	if activationJSON(t, got) != activationJSON(t, a) {
+		t.Fatal("large record differs")
+	}
+}
+
+// Two updates from the same revision: one wins, the other is a conflict.
+func testActionConcurrentUpdate(t *testing.T, s store.Store, ns string) {
+	ctx := Ctx(t)
+	a := Action(ns, "raced")
+	rev, err := s.PutAction(ctx, a, []byte("v1"))
+	must(t, err, "create")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := Action(ns, "raced")
+			b.Rev = rev
+			_, errs[i] = s.PutAction(ctx, b, []byte(fmt.Sprintf("v2-%d", i)))
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case errors.Is(err, activation.ErrConflict):
+		default:
+			t.Fatalf("concurrent update: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d concurrent updates from one revision succeeded, want 1", won)
+	}
 }
