@@ -10,22 +10,31 @@ import (
 
 // BenchmarkSyscallRoundTrip: one getpid from the guest to the library OS and back (one
 // KVM_RUN with KVM_CAP_SYNC_REGS). The guest loops b.N times; UC creation is not timed.
+// "patched" is the default (the call site rewritten into a direct port write), "stub" keeps
+// the `syscall` instruction and its entry stub.
 func BenchmarkSyscallRoundTrip(b *testing.B) {
 	requireKVM(b)
 	root := testRoot(b, "hostile")
-	uc, err := New(Config{Root: root})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer uc.Close()
-	if err := uc.Load([]string{"/hostile", "getpid", strconv.Itoa(b.N)}); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	res, err := uc.Run(context.Background())
-	b.StopTimer()
-	if err != nil || res.Status != 0 || res.Err != nil {
-		b.Fatalf("%v %+v", err, res)
+	for _, c := range []struct {
+		name    string
+		noPatch bool
+	}{{"patched", false}, {"stub", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			uc, err := New(Config{Root: root, NoSyscallPatching: c.noPatch})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer uc.Close()
+			if err := uc.Load([]string{"/hostile", "getpid", strconv.Itoa(b.N)}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			res, err := uc.Run(context.Background())
+			b.StopTimer()
+			if err != nil || res.Status != 0 || res.Err != nil {
+				b.Fatalf("%v %+v", err, res)
+			}
+		})
 	}
 }
 
