@@ -346,3 +346,40 @@ func TestSyscallPatching(t *testing.T) {
 		t.Errorf("getpid loop: %d patched, %d exits", res.Stats.PatchedSites, res.Stats.Exits)
 	}
 }
+
+// TestXSAVERoundTrip: the XSAVE wrappers (which snapshots use) read and write a vCPU's
+// extended state.
+func TestXSAVERoundTrip(t *testing.T) {
+	requireKVM(t)
+	vm, err := NewVM(64 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	c, err := vm.newVCPU(userBase, userBase+pageSize, 0x1234000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := getXSAVE(c.fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.Region[6] = 0x1f80 | 0x6000 // MXCSR: round toward zero
+	x.Region[128] |= 2            // XSTATE_BV: SSE state present, so MXCSR is loaded
+	if err := setXSAVE(c.fd, x); err != nil {
+		t.Fatal(err)
+	}
+	y, err := getXSAVE(c.fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y.Region[6] != x.Region[6] {
+		t.Errorf("MXCSR %#x, want %#x", y.Region[6], x.Region[6])
+	}
+	if fs, err := getMSR(c.fd, msrFSBase); err != nil || fs != 0x1234000 {
+		t.Errorf("FS base %#x %v", fs, err)
+	}
+	if r, err := getRegs(c.fd); err != nil || r.RIP != userBase {
+		t.Errorf("regs %+v %v", r, err)
+	}
+}

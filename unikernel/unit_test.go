@@ -402,3 +402,61 @@ func TestRootRefusesDevices(t *testing.T) {
 		t.Errorf("symlink to /dev/zero: %v", e)
 	}
 }
+
+// TestSystemArea checks the static guest structures without KVM.
+func TestSystemArea(t *testing.T) {
+	vm := &VM{mem: make([]byte, 8<<20), Size: 8 << 20}
+	vm.writeSystemArea()
+	le := binary.LittleEndian
+	m := vm.mem
+	pte := func(a uint64) uint64 { return le.Uint64(m[addrPT0+8*(a/pageSize):]) }
+	if pte(0) != 0 {
+		t.Error("page 0 is mapped")
+	}
+	for _, a := range []uint64{addrPML4, addrGDT, addrIDT, addrExcCode, addrTSS, addrKStack, addrPD} {
+		if p := pte(a); p&1 == 0 || p&4 != 0 {
+			t.Errorf("system page %#x: pte %#x, want present and supervisor-only", a, p)
+		}
+	}
+	if p := pte(addrStub); p&1 == 0 || p&4 == 0 || p&2 != 0 {
+		t.Errorf("stub page pte %#x, want present, user, read-only", p)
+	}
+	if p := pte(0x100000); p != 0 {
+		t.Errorf("unused system-area page mapped: %#x", p)
+	}
+	// 2 MiB user pages from 2 MiB up to the size, none beyond.
+	pd := le.Uint64(m[addrPD+8:])
+	if pd != largePage|0x87 {
+		t.Errorf("PD[1] = %#x", pd)
+	}
+	if le.Uint64(m[addrPD+8*4:]) != 0 {
+		t.Error("mapping beyond the guest size")
+	}
+	// I/O bitmap: only the syscall port is open.
+	bm := m[addrTSS+tssIOMapBase:]
+	for port := 0; port < 65536; port++ {
+		open := bm[port/8]&(1<<(port%8)) == 0
+		if open != (port == SyscallPort) {
+			t.Fatalf("port %#x open=%v", port, open)
+		}
+	}
+	if bm[8192] != 0xff {
+		t.Error("bitmap not terminated")
+	}
+	// #PF (14) pushes an error code: the handler pushes only the vector.
+	gate := m[addrIDT+16*14:]
+	h := uint64(le.Uint16(gate[0:])) | uint64(le.Uint16(gate[6:]))<<16 | uint64(le.Uint32(gate[8:]))<<32
+	if h != addrExcCode+16*14 || gate[5] != 0x8e || le.Uint16(gate[2:]) != selKernelCS {
+		t.Errorf("IDT[14] handler %#x type %#x", h, gate[5])
+	}
+	if !bytes.Equal(m[h:h+10], []byte{0x68, 14, 0, 0, 0, 0xe6, exceptionPort, 0xf4, 0xeb, 0xfd}) {
+		t.Errorf("#PF handler % x", m[h:h+10])
+	}
+	h0 := uint64(addrExcCode)
+	if !bytes.Equal(m[h0:h0+12], []byte{0x6a, 0, 0x68, 0, 0, 0, 0, 0xe6, exceptionPort, 0xf4, 0xeb, 0xfd}) {
+		t.Errorf("#DE handler % x", m[h0:h0+12])
+	}
+	if !bytes.Equal(m[addrStub:addrStub+5], []byte{0xe6, SyscallPort, 0x48, 0x0f, 0x07}) {
+		t.Errorf("stub % x", m[addrStub:addrStub+5])
+	}
+}

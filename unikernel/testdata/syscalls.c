@@ -12,6 +12,8 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -153,6 +155,44 @@ int main(void) {
 	CHECK("efault-stat", sys(SYS_stat, (long)"/data.txt", 0x7ffffffff000L, 0, 0, 0, 0) == -1 && errno == EFAULT);
 	CHECK("efault-huge", sys(SYS_write, 1, (long)buf, -1L, 0, 0, 0) == -1 && errno == EFAULT);
 	CHECK("ebadf", write(77, "x", 1) == -1 && errno == EBADF);
+
+	struct iovec iov[2] = {{"ab", 2}, {"cd", 2}};
+	CHECK("pipe-writev-readv", pipe(p) == 0 && writev(p[1], iov, 2) == 4);
+	char r1[1], r2[3];
+	struct iovec riov[2] = {{r1, 1}, {r2, 3}};
+	CHECK("readv", readv(p[0], riov, 2) == 4 && r1[0] == 'a' && !memcmp(r2, "bcd", 3));
+	close(p[0]); close(p[1]);
+	fd = open("/tmp/pw", O_RDWR | O_CREAT, 0600);
+	CHECK("pwrite", pwrite(fd, "XY", 2, 10) == 2 && pread(fd, buf, 2, 10) == 2 && buf[0] == 'X' && lseek(fd, 0, SEEK_CUR) == 0);
+	close(fd);
+	umask(077);
+	CHECK("umask", umask(022) == 077);
+	CHECK("time", time(0) > 1600000000);
+	CHECK("clock_getres", clock_getres(CLOCK_MONOTONIC, &ts) == 0 && ts.tv_sec == 0);
+	CHECK("clock_getres-einval", clock_getres(12345, &ts) == -1 && errno == EINVAL);
+	sl.tv_nsec = 1000000;
+	CHECK("clock_nanosleep", clock_nanosleep(CLOCK_MONOTONIC, 0, &sl, 0) == 0);
+	cpu_set_t cs;
+	CHECK("sched_getaffinity", sched_getaffinity(0, sizeof cs, &cs) == 0 && CPU_COUNT(&cs) == 1);
+	CHECK("sched_yield", sched_yield() == 0);
+	stack_t ss = {0}, oss;
+	ss.ss_sp = malloc(65536); ss.ss_size = 65536;
+	CHECK("sigaltstack", sigaltstack(&ss, 0) == 0 && sigaltstack(0, &oss) == 0 && oss.ss_size == 65536);
+	char *mr = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mr[0] = 'm';
+	char *mr2 = mremap(mr, 8192, 1 << 20, MREMAP_MAYMOVE);
+	CHECK("mremap", mr2 != MAP_FAILED && mr2[0] == 'm' && mremap(mr2, 1 << 20, 4096, 0) == mr2);
+	CHECK("kill-0", kill(getpid(), 0) == 0 && kill(12345, 0) == -1 && errno == ESRCH);
+	CHECK("getppid", getppid() >= 0);
+	unsigned long fsb = 0;
+	CHECK("arch_prctl-getfs", syscall(SYS_arch_prctl, 0x1003, &fsb) == 0 && fsb != 0);
+	CHECK("set_robust_list-einval", syscall(SYS_set_robust_list, 0, 1) == -1 && errno == EINVAL);
+	CHECK("mkdirat-renameat", mkdirat(AT_FDCWD, "/tmp/m", 0700) == 0 && renameat(AT_FDCWD, "/tmp/pw", AT_FDCWD, "/tmp/m/pw") == 0 && faccessat(AT_FDCWD, "/tmp/m/pw", R_OK, 0) == 0);
+	CHECK("rename-exdev", rename("/tmp/m/pw", "/pw") == -1 && errno == EXDEV);
+	CHECK("dev-null", (fd = open("/dev/null", O_RDWR)) >= 0 && write(fd, "x", 1) == 1 && read(fd, buf, 1) == 0);
+	close(fd);
+	CHECK("proc-absent", open("/proc/self/maps", O_RDONLY) == -1 && errno == ENOENT);
+	CHECK("socket-eacces", syscall(SYS_socket, 1, 1, 0) == -1 && errno == EACCES);
 
 	printf("done %d\n", fails);
 	return fails;
