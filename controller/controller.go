@@ -39,7 +39,8 @@ const (
 const DefaultBlockingTimeout = 60 * time.Second
 
 // Bus is the controller's side of Kafka: it publishes activation messages to an
-// invoker's topic. Acks come back through Server.HandleAck.
+// invoker's topic. Acks come back through Server.HandleAck, health pings through
+// Server.HandlePing (KafkaBus.Run feeds both).
 type Bus interface {
 	Publish(ctx context.Context, topic string, value []byte) error
 }
@@ -71,6 +72,10 @@ type Server struct {
 	guest   activation.Identity
 	started time.Time
 
+	healthMu sync.Mutex
+	// invokers maps invoker instances to their last ping.
+	invokers map[int]*invokerHealth
+
 	waitMu sync.Mutex
 	// waiters maps activation ids of blocking invokes in flight to their waiter.
 	waiters map[string]*waiter
@@ -97,10 +102,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logf = log.Printf
 	}
 	s := &Server{
-		cfg:     cfg,
-		mux:     http.NewServeMux(),
-		started: time.Now(),
-		waiters: make(map[string]*waiter),
+		cfg:      cfg,
+		mux:      http.NewServeMux(),
+		started:  time.Now(),
+		waiters:  make(map[string]*waiter),
+		invokers: make(map[int]*invokerHealth),
 		guest: activation.Identity{
 			Subject:   GuestNamespace,
 			Namespace: activation.Namespace{Name: GuestNamespace, UUID: GuestUUID},
@@ -125,6 +131,9 @@ func (s *Server) routes() {
 		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
 		w.Write([]byte("pong"))
 	})
+	// The controller's invoker views (Controller.scala), unauthenticated as there.
+	m.HandleFunc("GET /invokers", s.getInvokers)
+	m.HandleFunc("GET /invokers/healthy/count", s.getHealthyCount)
 	m.HandleFunc("GET /api/v1", s.apiInfo)
 	m.HandleFunc("GET /api/v1/{$}", s.apiInfo)
 	m.HandleFunc("GET /api/v1/namespaces", s.auth(s.listNamespaces))

@@ -82,7 +82,7 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go bus.RunAcks(ctx, srv.HandleAck, t.Logf)
+	go bus.Run(ctx, srv, t.Logf)
 	msgs := make(chan *activation.ActivationMessage, 100)
 	inv := &controllertest.Invoker{Store: st, Respond: respondByName, Messages: msgs}
 	go func() {
@@ -512,5 +512,32 @@ func TestActivations(t *testing.T) {
 	st, body, _ = rawRequest(t, "GET", s.http.URL+"/api/v1/namespaces/_/activations?limit=201", "", true)
 	if st != 400 {
 		t.Errorf("limit out of range: %d %v", st, body)
+	}
+}
+
+func TestInvokerHealth(t *testing.T) {
+	s := newStack(t)
+	get := func() map[string]any {
+		_, body, _ := rawRequest(t, "GET", s.http.URL+"/invokers", "", false)
+		return body
+	}
+	if m := get(); len(m) != 0 {
+		t.Errorf("invokers before any ping: %v", m)
+	}
+	ping, _ := json.Marshal(activation.PingMessage{Name: activation.NewInvokerInstanceID(0, 2048)})
+	if err := s.srv.HandlePing(ping); err != nil {
+		t.Fatal(err)
+	}
+	if m := get(); m["invoker0"] != "up" {
+		t.Errorf("invokers after a ping: %v", m)
+	}
+	off := false
+	ping, _ = json.Marshal(activation.PingMessage{Name: activation.NewInvokerInstanceID(0, 2048), IsEnabled: &off})
+	s.srv.HandlePing(ping)
+	if m := get(); m["invoker0"] != "down" {
+		t.Errorf("invokers after a disabling ping: %v", m)
+	}
+	if err := s.srv.HandlePing([]byte(`{"name":{"instance":1,"instanceType":"controller"}}`)); err == nil {
+		t.Error("a ping from a controller was accepted")
 	}
 }

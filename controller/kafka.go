@@ -27,8 +27,8 @@ const TopicMaxMessageBytes = maxMessageBytes
 
 // DialKafka connects to brokers, makes sure the topics a controller and its invoker
 // use exist (completed{controllerID}, health, and each of invokerTopics: one
-// partition, as ensureTopic creates them), and starts reading acks from the start of
-// completed{controllerID}.
+// partition, as ensureTopic creates them). Run reads acks and pings from the start of
+// completed{controllerID} and health.
 func DialKafka(ctx context.Context, brokers []string, controllerID string, invokerTopics ...string) (*KafkaBus, error) {
 	ackTopic := "completed" + controllerID
 	cl, err := kgo.NewClient(
@@ -38,7 +38,7 @@ func DialKafka(ctx context.Context, brokers []string, controllerID string, invok
 		kgo.DisableIdempotentWrite(),
 		kgo.ProducerBatchMaxBytes(TopicMaxMessageBytes),
 		kgo.ProducerLinger(0),
-		kgo.ConsumeTopics(ackTopic),
+		kgo.ConsumeTopics(ackTopic, HealthTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
 	if err != nil {
@@ -47,8 +47,8 @@ func DialKafka(ctx context.Context, brokers []string, controllerID string, invok
 	adm := kadm.NewClient(cl)
 	maxBytes := strconv.Itoa(TopicMaxMessageBytes)
 	topics := map[string]map[string]*string{
-		ackTopic: {"max.message.bytes": &maxBytes},
-		"health": nil,
+		ackTopic:    {"max.message.bytes": &maxBytes},
+		HealthTopic: nil,
 	}
 	for _, t := range invokerTopics {
 		topics[t] = map[string]*string{"max.message.bytes": &maxBytes}
@@ -71,15 +71,13 @@ func (k *KafkaBus) Publish(ctx context.Context, topic string, value []byte) erro
 	return k.cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: value}).FirstErr()
 }
 
-// RunAcks reads acks until ctx is done and hands each to handle (Server.HandleAck);
-// errors of handle are passed to logf and do not stop the loop.
-func (k *KafkaBus) RunAcks(ctx context.Context, handle func([]byte) error, logf func(string, ...any)) error {
+// Run reads acks from completed{C} and pings from health until ctx is done and hands
+// them to s (HandleAck, HandlePing). Errors of the handlers go to logf and do not stop
+// the loop.
+func (k *KafkaBus) Run(ctx context.Context, s *Server, logf func(string, ...any)) error {
 	for {
 		fetches := k.cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if fetches.IsClientClosed() {
+		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
 		fetches.EachError(func(t string, p int32, err error) {
@@ -88,7 +86,13 @@ func (k *KafkaBus) RunAcks(ctx context.Context, handle func([]byte) error, logf 
 			}
 		})
 		fetches.EachRecord(func(r *kgo.Record) {
-			if err := handle(r.Value); err != nil {
+			var err error
+			if r.Topic == HealthTopic {
+				err = s.HandlePing(r.Value)
+			} else {
+				err = s.HandleAck(r.Value)
+			}
+			if err != nil {
 				logf("%v", err)
 			}
 		})

@@ -174,7 +174,7 @@ func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 	}
 	s.Controller = srv
 	g.Go(func() error {
-		return bus.RunAcks(gctx, srv.HandleAck, func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) })
+		return bus.Run(gctx, srv, func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) })
 	})
 
 	ln, err := net.Listen("tcp", cfg.APIListen)

@@ -201,6 +201,23 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("get deleted: %d %v", status(resp), err)
 	}
 
+	// The invoker pings health: the controller's view has it up.
+	var states map[string]string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(st.APIHost + "/invokers")
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&states)
+			resp.Body.Close()
+			if states["invoker0"] == "up" {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if states["invoker0"] != "up" {
+		t.Errorf("GET /invokers = %v", states)
+	}
+
 	// Wrong auth.
 	bad := client(t, st.APIHost, controller.GuestUUID+":nope")
 	if _, resp, err := bad.Actions.List("", nil); err == nil || status(resp) != 401 {
