@@ -305,3 +305,25 @@ func TestZipAction(t *testing.T) {
 		t.Errorf("zip action: %d %v %v", status(resp), res, err)
 	}
 }
+
+// Init parameters (parameters flagged "init") reach the action's environment at init,
+// not its run parameters: the controller names them in initArgs.
+func TestInitParameters(t *testing.T) {
+	st, c := startStack(t)
+	body := `{"exec":{"kind":"nodejs:20","code":"function main(p) { return {env: process.env.SECRET || null, param: p.SECRET || null, other: p.other} }"},
+		"parameters":[{"key":"SECRET","value":"s3cret","init":true},{"key":"other","value":"o"}]}`
+	req, _ := http.NewRequest("PUT", st.APIHost+"/api/v1/namespaces/_/actions/initargs", strings.NewReader(body))
+	req.SetBasicAuth(controller.GuestUUID, controller.GuestKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	res, _, err := c.Actions.Invoke("initargs", nil, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := toJSON(res); got != `{"env":"s3cret","other":"o","param":null}` {
+		t.Errorf("result %s", got)
+	}
+}
