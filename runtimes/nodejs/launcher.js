@@ -41,14 +41,19 @@ function writeAll(fd, buf) {
   }
 }
 
+// endsLine[fd] is false while the stream's last byte out is not a line end.
+const endsLine = { 1: true, 2: true };
+
 function flush(fd, tail) {
   if (tail !== undefined) {
-    const b = Buffer.from(tail);
+    // The sentinel must be a line of its own, even after a partial line.
+    const b = Buffer.from(endsLine[fd] ? tail : '\n' + tail);
     pending[fd].push(b);
     pendingBytes[fd] += b.length;
   }
   if (pendingBytes[fd] === 0) return;
   const buf = pending[fd].length === 1 ? pending[fd][0] : Buffer.concat(pending[fd], pendingBytes[fd]);
+  endsLine[fd] = buf[buf.length - 1] === 10;
   pending[fd] = [];
   pendingBytes[fd] = 0;
   writeAll(fd, buf);

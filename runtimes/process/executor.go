@@ -392,7 +392,7 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 	}
 	// The launcher wrote its sentinels before answering: this returns at once unless
 	// the pipes still hold unread logs.
-	complete := inst.logs.wait(deadline)
+	complete := inst.logs.wait(earliest(deadline, time.Now().Add(logGrace)))
 	out.Logs, out.LogsTruncated = inst.logs.take()
 	if out.RunStatus == 200 && complete {
 		e.park(inst)
@@ -488,4 +488,16 @@ func encodeRun(r *activation.RunMessage) ([]byte, error) {
 	line = append(line, value...)
 	line = append(line, ',')
 	return append(line, ctx[1:]...), nil
+}
+
+// logGrace bounds the wait for the sentinels once the answer is in: they are written
+// before it, so only a launcher that breaks the protocol makes this wait out (and its
+// instance is not reused).
+const logGrace = 5 * time.Second
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

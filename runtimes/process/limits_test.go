@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/seuss-go/seuss/activation"
+	"github.com/seuss-go/seuss/runtimes"
 )
+
+const runtimesSentinel = runtimes.Sentinel
 
 var spin = map[string]string{
 	"nodejs:20":   "function main() { for (;;) {} }",
@@ -202,5 +205,23 @@ func TestEncodeRun(t *testing.T) {
 	got, _ := encodeRun(&activation.RunMessage{Value: []byte(`[]`), APIKey: "k<&>"})
 	if !strings.HasSuffix(string(got), `"api_key":"k<&>"}`+"\n") {
 		t.Errorf("api_key: %s", got)
+	}
+}
+
+func TestCollectorSentinelAtLineEnd(t *testing.T) {
+	c := newCollector()
+	c.begin(1 << 20)
+	now := time.Now()
+	c.add(0, []byte("partial"+runtimesSentinel), now)
+	c.add(1, []byte(runtimesSentinel), now)
+	if !c.ended() {
+		t.Fatal("sentinels not seen")
+	}
+	lines, _ := c.take()
+	if len(lines) != 1 || lines[0].Text != "partial" || lines[0].Stream != "stdout" {
+		t.Errorf("lines %+v", lines)
+	}
+	if c.ended() {
+		t.Error("sentinels not consumed")
 	}
 }

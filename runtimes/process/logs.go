@@ -96,15 +96,20 @@ func (c *collector) wake() {
 
 func (c *collector) add(s int, line []byte, t time.Time) {
 	line = bytes.TrimSuffix(line, []byte{'\r'})
-	if string(line) == runtimes.Sentinel {
-		c.mu.Lock()
-		c.sentinels[s]++
-		c.mu.Unlock()
-		c.wake()
-		return
+	sentinel := bytes.HasSuffix(line, []byte(runtimes.Sentinel))
+	if sentinel {
+		// Our launchers put it on a line of its own; a foreign one may not.
+		line = line[:len(line)-len(runtimes.Sentinel)]
+		defer c.wake()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if sentinel {
+		c.sentinels[s]++
+		if len(line) == 0 {
+			return
+		}
+	}
 	if s == 1 && !c.heapOOM && bytes.Contains(line, []byte(heapOOM)) {
 		c.heapOOM = true
 	}

@@ -32,11 +32,23 @@ CANNOT_START = "Cannot start action. Check logs for details."
 NO_BINARY = "The action failed to generate or locate a binary. See logs for details."
 
 
+class _LogStream(io.TextIOWrapper):
+    """A log stream that remembers whether its output ends a line, so that the
+    sentinel always starts one."""
+
+    ends_line = True
+
+    def write(self, s):
+        if s:
+            self.ends_line = s[-1] == "\n"
+        return super().write(s)
+
+
 def _log_stream(fd):
     # One write per flush: a 64 KiB buffer, no line buffering (stderr is line-buffered
     # by default since Python 3.9, which would cost one write per line).
     raw = io.FileIO(fd, "wb", closefd=False)
-    return io.TextIOWrapper(
+    return _LogStream(
         io.BufferedWriter(raw, buffer_size=64 << 10),
         encoding="utf-8",
         errors="backslashreplace",
@@ -94,11 +106,12 @@ def _read_line():
 def _reply(status, body, sentinels, text=None):
     """Writes the logs (with the sentinels when an activation ended), then the answer:
     bare JSON for 200, "!<status> <json>" otherwise."""
-    if sentinels:
-        sys.stdout.write(SENTINEL)
-        sys.stderr.write(SENTINEL)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if sentinels:
+            if not getattr(stream, "ends_line", True):
+                stream.write("\n")
+            stream.write(SENTINEL)
+        stream.flush()
     if text is None:
         text = json.dumps(body, ensure_ascii=False)
     if status != 200:
