@@ -100,6 +100,15 @@ var syscallTable = map[uint64]handler{
 	unix.SYS_FSYNC:             sysFsync,
 	unix.SYS_FDATASYNC:         sysFsync,
 	unix.SYS_SOCKET:            sysSocket,
+	unix.SYS_STATX:             sysStatx,
+	unix.SYS_STATFS:            sysStatfs,
+	unix.SYS_FSTATFS:           sysFstatfs,
+	unix.SYS_GETXATTR:          sysNoXattr,
+	unix.SYS_LGETXATTR:         sysNoXattr,
+	unix.SYS_FGETXATTR:         sysNoXattr,
+	unix.SYS_LISTXATTR:         sysNoXattr,
+	unix.SYS_LLISTXATTR:        sysNoXattr,
+	unix.SYS_FLISTXATTR:        sysNoXattr,
 }
 
 // dispatch runs one system call and returns RAX.
@@ -630,6 +639,115 @@ func sysNewfstatat(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
 	}
 	return 0, k.putStat(a[2], &st)
 }
+
+// sysStatx: statx(dirfd, path, flags, mask, buf), answering the basic fields.
+func sysStatx(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
+	var st unix.Stat_t
+	flags := a[2]
+	p, e := k.as.readString(a[1], maxPath)
+	if e != 0 {
+		return 0, e
+	}
+	if p == "" && flags&atEmptyPath != 0 {
+		if int32(a[0]) == atFDCWD {
+			k.mu.Lock()
+			cwd := k.cwd
+			k.mu.Unlock()
+			st, e = k.statPath(cwd, cwd, false)
+		} else {
+			d, e2 := k.fds.get(uint64(uint32(a[0])))
+			if e2 != 0 {
+				return 0, e2
+			}
+			st, e = d.f.stat()
+		}
+	} else {
+		raw, clean, e2 := k.path(a[0], a[1])
+		if e2 != 0 {
+			return 0, e2
+		}
+		st, e = k.statPath(raw, clean, flags&atSymlinkNofollo != 0)
+	}
+	if e != 0 {
+		return 0, e
+	}
+	b, e := k.as.out(a[4], 256)
+	if e != 0 {
+		return 0, e
+	}
+	le := binary.LittleEndian
+	clear(b)
+	le.PutUint32(b[0:], 0x7ff) // STATX_BASIC_STATS
+	le.PutUint32(b[4:], uint32(st.Blksize))
+	le.PutUint32(b[16:], uint32(st.Nlink))
+	le.PutUint32(b[20:], st.Uid)
+	le.PutUint32(b[24:], st.Gid)
+	le.PutUint16(b[28:], uint16(st.Mode))
+	le.PutUint64(b[32:], st.Ino)
+	le.PutUint64(b[40:], uint64(st.Size))
+	le.PutUint64(b[48:], uint64(st.Blocks))
+	for off, ts := range map[int]unix.Timespec{64: st.Atim, 96: st.Ctim, 112: st.Mtim} {
+		le.PutUint64(b[off:], uint64(ts.Sec))
+		le.PutUint32(b[off+8:], uint32(ts.Nsec))
+	}
+	le.PutUint32(b[128:], unix.Major(st.Rdev))
+	le.PutUint32(b[132:], unix.Minor(st.Rdev))
+	le.PutUint32(b[136:], unix.Major(st.Dev))
+	le.PutUint32(b[140:], unix.Minor(st.Dev))
+	return 0, 0
+}
+
+// putStatfs writes a struct statfs for the file system that serves m.
+func (k *Kernel) putStatfs(addr uint64, m mount) unix.Errno {
+	b, e := k.as.out(addr, 120)
+	if e != 0 {
+		return e
+	}
+	le := binary.LittleEndian
+	clear(b)
+	typ, flags := uint64(0xef53), uint64(1) // ext4-like, ST_RDONLY
+	if m == mountTmp {
+		typ, flags = 0x01021994, 0 // TMPFS_MAGIC
+	}
+	le.PutUint64(b[0:], typ)
+	le.PutUint64(b[8:], pageSize)
+	le.PutUint64(b[16:], k.cfg.Memory/pageSize)
+	le.PutUint64(b[24:], k.cfg.Memory/pageSize/2)
+	le.PutUint64(b[32:], k.cfg.Memory/pageSize/2)
+	le.PutUint64(b[40:], 1<<20)
+	le.PutUint64(b[48:], 1<<19)
+	le.PutUint64(b[64:], 255)
+	le.PutUint64(b[72:], pageSize)
+	le.PutUint64(b[80:], flags)
+	return 0
+}
+
+func sysStatfs(k *Kernel, _ sysThread, a *[6]uint64) (uint64, unix.Errno) {
+	raw, clean, e := k.path(uint64(uint32(atFDCWD&0xffffffff)), a[0])
+	if e != 0 {
+		return 0, e
+	}
+	if _, e := k.statPath(raw, clean, false); e != 0 {
+		return 0, e
+	}
+	m, _ := whichMount(clean)
+	return 0, k.putStatfs(a[1], m)
+}
+
+func sysFstatfs(k *Kernel, _ sysThread, a *[6]uint64) (uint64, unix.Errno) {
+	d, e := k.fds.get(a[0])
+	if e != 0 {
+		return 0, e
+	}
+	m := mountRoot
+	if _, ok := d.f.(*tmpFile); ok {
+		m = mountTmp
+	}
+	return 0, k.putStatfs(a[1], m)
+}
+
+// sysNoXattr: no extended attributes anywhere.
+func sysNoXattr(*Kernel, sysThread, *[6]uint64) (uint64, unix.Errno) { return 0, unix.EOPNOTSUPP }
 
 func sysGetdents64(k *Kernel, _ sysThread, a *[6]uint64) (uint64, unix.Errno) {
 	d, e := k.fds.get(a[0])

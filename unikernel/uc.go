@@ -79,10 +79,17 @@ func New(cfg Config) (*UC, error) {
 	return uc, nil
 }
 
-// NewOnVM creates a UC in an existing, unused VM (for pools of VM shells). The UC does not
-// own the VM: Close leaves it to the caller... but a VM must not be reused across UCs with
-// guest state in it, so callers close it too.
+// NewOnVM creates a UC in a fresh VM shell taken from a pool (created ahead with NewVM).
+// The UC does not own the VM: the caller closes it after the UC. A VM serves one UC only
+// (guest memory and vCPUs hold that UC's state), so a VM that has been used is refused.
 func NewOnVM(vm *VM, cfg Config) (*UC, error) {
+	vm.mu.Lock()
+	used := vm.used || vm.closed
+	vm.used = true
+	vm.mu.Unlock()
+	if used {
+		return nil, fmt.Errorf("%w: VM already used or closed", ErrState)
+	}
 	cfg.setDefaults()
 	cfg.AddressSpace = vm.Size
 	if cfg.Memory+stackSize > vm.Size {

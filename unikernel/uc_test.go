@@ -275,6 +275,19 @@ func TestPython(t *testing.T) {
 		"tmp":         `import os; open("/tmp/x.txt", "w").write("data"); print(open("/tmp/x.txt").read(), os.listdir("/tmp"))`,
 		"exit":        `import sys; print("bye"); sys.exit(3)`,
 	}
+	// A few coreutils too: dynamic glibc programs other than python.
+	for _, argv := range [][]string{{"/usr/bin/ls", "-la", "/usr/lib/python3.11/json"}, {"/usr/bin/cat", "/etc/os-release"}} {
+		t.Run(argv[0], func(t *testing.T) {
+			want, err := exec.Command(argv[0], argv[1:]...).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, out, errOut := runUC(t, Config{}, argv...)
+			if res.Status != 0 || out != string(want) {
+				t.Errorf("status %d err %v stderr %q\nUC:   %q\nhost: %q", res.Status, res.Err, errOut, out, want)
+			}
+		})
+	}
 	for name, src := range scripts {
 		t.Run(name, func(t *testing.T) {
 			host := exec.Command(hostPython, "-c", src)
@@ -381,5 +394,36 @@ func TestXSAVERoundTrip(t *testing.T) {
 	}
 	if r, err := getRegs(c.fd); err != nil || r.RIP != userBase {
 		t.Errorf("regs %+v %v", r, err)
+	}
+}
+
+// TestPooledVM: a VM shell created ahead serves exactly one UC.
+func TestPooledVM(t *testing.T) {
+	requireKVM(t)
+	root := testRoot(t, "hostile")
+	vm, err := NewVM(128 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	uc, err := NewOnVM(vm, Config{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := uc.Load([]string{"/hostile", "exit", "5"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := uc.Run(context.Background())
+	if err != nil || res.Status != 5 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if err := uc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewOnVM(vm, Config{Root: root}); !errors.Is(err, ErrState) {
+		t.Errorf("second UC on a VM: %v", err)
+	}
+	if _, err := NewVM(3 << 20); err == nil {
+		t.Error("NewVM accepted a size that is not a multiple of 2 MiB")
 	}
 }

@@ -207,6 +207,7 @@ type VM struct {
 	mu     sync.Mutex
 	vcpus  []*vcpu
 	closed bool
+	used   bool // a UC has been created on it
 }
 
 // NewVM creates a VM with size bytes of guest address space (a multiple of 2 MiB, at most
