@@ -348,10 +348,19 @@ func (inv *Invoker) put(id, rev string, c *cachedAction) {
 func (inv *Invoker) fallback(ctx context.Context, m *ActivationMessage, r ActivationResponse, received time.Time, log *slog.Logger) error {
 	log.Info("activation not run", "status", r.StatusCode, "result", string(r.Result))
 	rec := inv.fallbackRecord(m, r)
+	// The record goes first, as for activations that ran, so that an acked activation
+	// always has its record; except when the store itself failed: then the ack must not
+	// wait for the store.
+	storeFirst := r.StatusCode != StatusWhiskError
+	if storeFirst {
+		inv.store(ctx, m, rec, log)
+	}
 	if err := inv.sendCombined(ctx, m, rec); err != nil {
 		return err
 	}
-	inv.store(ctx, m, rec, log)
+	if !storeFirst {
+		inv.store(ctx, m, rec, log)
+	}
 	if inv.cfg.Observer != nil {
 		inv.cfg.Observer.Completed("", r.StatusCode, inv.cfg.Now().Sub(received))
 	}
@@ -363,10 +372,10 @@ func (inv *Invoker) fallback(ctx context.Context, m *ActivationMessage, r Activa
 func (inv *Invoker) finishFailed(ctx context.Context, m *ActivationMessage, a *WhiskAction, r ActivationResponse, received time.Time, log *slog.Logger) error {
 	now := inv.cfg.Now()
 	rec := inv.record(m, a, &Outcome{RunStart: now, RunEnd: now}, Limits{}, r)
+	inv.store(ctx, m, rec, log)
 	if err := inv.sendCombined(ctx, m, rec); err != nil {
 		return err
 	}
-	inv.store(ctx, m, rec, log)
 	inv.event(ctx, m, rec, a.Limits.Memory, log)
 	if inv.cfg.Observer != nil {
 		inv.cfg.Observer.Completed("", r.StatusCode, inv.cfg.Now().Sub(received))
@@ -548,7 +557,7 @@ func activationJSON(rec *WhiskActivation, withLogs bool) json.RawMessage {
 	if r.Annotations == nil {
 		r.Annotations = []KeyValue{}
 	}
-	b, _ := json.Marshal(&r)
+	b, _ := Marshal(&r)
 	return b
 }
 

@@ -39,7 +39,7 @@ func memoryMessage(mb int) string {
 
 // errorResult is {"error": msg}.
 func errorResult(msg string) json.RawMessage {
-	b, _ := json.Marshal(map[string]string{"error": msg})
+	b, _ := Marshal(map[string]string{"error": msg})
 	return b
 }
 
@@ -124,7 +124,7 @@ func initErrorMessage(body json.RawMessage) string {
 }
 
 func wrapError(e json.RawMessage) json.RawMessage {
-	b, _ := json.Marshal(map[string]json.RawMessage{"error": compactJSON(e)})
+	b, _ := Marshal(map[string]json.RawMessage{"error": compactJSON(e)})
 	return b
 }
 

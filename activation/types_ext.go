@@ -1,6 +1,7 @@
 package activation
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 )
@@ -28,4 +29,16 @@ func (i InvokerInstanceID) String() string {
 		s += "/" + i.DisplayedName
 	}
 	return s
+}
+
+// Marshal is json.Marshal without HTML escaping: spray-json writes '<', '>' and '&' as
+// they are, and so must acks and records (Go would write \u003c etc.).
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

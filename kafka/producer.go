@@ -83,7 +83,7 @@ func isTooLarge(err error) bool {
 
 // SendAck implements activation.AckSender: topic "completed" + controller.
 func (p *Producer) SendAck(ctx context.Context, controller string, ack activation.Ack) error {
-	b, err := json.Marshal(ack)
+	b, err := activation.Marshal(ack)
 	if err != nil {
 		return fmt.Errorf("kafka: encode %s ack: %w", activation.AckKind(ack), err)
 	}
@@ -92,7 +92,7 @@ func (p *Producer) SendAck(ctx context.Context, controller string, ack activatio
 
 // SendEvent implements activation.EventSender: topic "events".
 func (p *Producer) SendEvent(ctx context.Context, ev *activation.EventMessage) error {
-	b, err := json.Marshal(ev)
+	b, err := activation.Marshal(ev)
 	if err != nil {
 		return err
 	}

@@ -247,7 +247,7 @@ func (s *Service) consume(ctx context.Context) error {
 	committerDone := make(chan struct{})
 	go func() {
 		defer close(committerDone)
-		s.commitLoop(hctx, r, offs, commits)
+		s.commitLoop(hctx, ctx, r, offs, commits)
 	}()
 
 	slots := make(chan struct{}, s.cfg.MaxInFlight)
@@ -306,7 +306,8 @@ func (s *Service) consume(ctx context.Context) error {
 
 // commitLoop commits the latest target offset, retrying while the broker is away.
 // After commits is closed it makes a last attempt for what is done, then returns.
-func (s *Service) commitLoop(ctx context.Context, r *kafkago.Reader, offs *offsets, commits <-chan int64) {
+// stop is the service's context: once it is done, failed commits are not retried.
+func (s *Service) commitLoop(ctx, stop context.Context, r *kafkago.Reader, offs *offsets, commits <-chan int64) {
 	commit := func(target int64, timeout time.Duration) bool {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
@@ -332,7 +333,8 @@ func (s *Service) commitLoop(ctx context.Context, r *kafkago.Reader, offs *offse
 			if target < 0 || commit(target, 10*time.Second) || ctx.Err() != nil {
 				break
 			}
-			if !sleepCtx(ctx, backoff) {
+			// While shutting down, do not retry: the last attempt below covers it.
+			if stop.Err() != nil || !sleepCtx(stop, backoff) {
 				break
 			}
 		}

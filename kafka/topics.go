@@ -57,9 +57,13 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...string) error
 	}
 	var lastErr error
 	for _, b := range brokers {
-		cl := &kafkago.Client{Addr: kafkago.TCP(b), Timeout: 10 * time.Second}
+		// A transport of its own: kafka-go's default one pools connections by address,
+		// and a pooled connection to a broker that restarted on the same address fails.
+		tr := &kafkago.Transport{DialTimeout: 5 * time.Second}
+		cl := &kafkago.Client{Addr: kafkago.TCP(b), Timeout: 10 * time.Second, Transport: tr}
 		req.Addr = cl.Addr
 		res, err := cl.CreateTopics(ctx, req)
+		tr.CloseIdleConnections()
 		if err != nil {
 			lastErr = err
 			continue

@@ -5,7 +5,6 @@ package activationtest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -87,7 +86,7 @@ var _ activation.AckSender = (*AckRecorder)(nil)
 
 // SendAck implements activation.AckSender.
 func (r *AckRecorder) SendAck(_ context.Context, controller string, ack activation.Ack) error {
-	b, err := json.Marshal(ack)
+	b, err := activation.Marshal(ack)
 	if err != nil {
 		return err
 	}

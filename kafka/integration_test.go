@@ -1,0 +1,205 @@
+package kafka_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/seuss-go/seuss/activation"
+	"github.com/seuss-go/seuss/activation/activationtest"
+	"github.com/seuss-go/seuss/kafka"
+)
+
+const helloJS = `function main(params) { console.log("hello " + params.name); return {payload: "Hello, " + params.name + "!"} }`
+
+// TestInvokerAsController drives one in-process invoker (real broker, bbolt store,
+// process executor) exactly as a controller would, through every outcome.
+func TestInvokerAsController(t *testing.T) {
+	e := newEnv(t)
+	st := e.store
+	c := e.ctrl
+	c.until("a health ping", func() bool { return len(c.pings) > 0 })
+	c.mu.Lock()
+	p := c.pings[0]
+	c.mu.Unlock()
+	if b, _ := json.Marshal(p); string(b) != `{"name":{"instance":0,"userMemory":"2147483648 B","instanceType":"invoker","tags":[],"dedicatedNamespaces":[]},"isEnabled":true}` {
+		t.Fatalf("ping %s", b)
+	}
+
+	helloRev := putAction(t, st, "hello", "nodejs:20", helloJS, nil)
+	lim := &activation.ActionLimits{Timeout: 1000, Memory: 128, Logs: 10, Concurrency: 1}
+
+	t.Run("blocking", func(t *testing.T) {
+		m := activationtest.Message("guest", "hello", helloRev, true, map[string]any{"name": "World"})
+		c.send(m)
+		acks := c.completed(m.ActivationID)
+		if kindsOf(acks) != "result,completion" || acks[0].TransID != string(activationtest.Encode(m.TransID)) {
+			t.Fatalf("acks %s", kindsOf(acks))
+		}
+		if r := acks[0].Activation; r.Response.StatusCode != 0 || string(r.Response.Result) != `{"payload":"Hello, World!"}` {
+			t.Fatalf("result %s", acks[0].Raw)
+		}
+		if rec := record(t, st, m.ActivationID); len(rec.Logs) != 1 || !strings.HasSuffix(rec.Logs[0], "stdout: hello World") {
+			t.Fatalf("logs %q", rec.Logs)
+		}
+		c.until("the user event", func() bool { _, ok := c.events[m.ActivationID]; return ok })
+		c.mu.Lock()
+		ev := c.events[m.ActivationID]
+		c.mu.Unlock()
+		if ev.Source != "invoker0" || ev.EventType != "Activation" || ev.Body.Name != "guest/hello" || ev.Body.Kind != "nodejs:20" ||
+			ev.Body.Memory != 256 || ev.UserID != activationtest.GuestUUID || ev.Body.StatusCode != 0 {
+			t.Fatalf("event %+v", ev)
+		}
+	})
+	t.Run("non-blocking", func(t *testing.T) {
+		m := activationtest.Message("guest", "hello", helloRev, false, map[string]any{"name": "nb"})
+		c.send(m)
+		acks := c.completed(m.ActivationID)
+		if kindsOf(acks) != "completion" || acks[0].IsSystemError {
+			t.Fatalf("acks %s", kindsOf(acks))
+		}
+		record(t, st, m.ActivationID)
+	})
+	t.Run("health action", func(t *testing.T) {
+		putAction(t, st, "invokerHealthTestAction0", "nodejs:20", `function main(params) { return params; }`, lim)
+		m := activationtest.Message("guest", "invokerHealthTestAction0", "", false, nil)
+		m.Revision, m.Content = nil, nil
+		m.TransID = activation.NewTransactionID("sid_invokerHealth", 1716199990123)
+		c.send(m)
+		acks := c.completed(m.ActivationID)
+		if kindsOf(acks) != "completion" || acks[0].TransID != `["sid_invokerHealth",1716199990123]` || acks[0].IsSystemError {
+			t.Fatalf("acks %s %s", kindsOf(acks), acks[0].Raw)
+		}
+	})
+	t.Run("not found", func(t *testing.T) {
+		m := activationtest.Message("guest", "missing", "1-x", true, nil)
+		c.send(m)
+		acks := c.completed(m.ActivationID)
+		if kindsOf(acks) != "combined" || acks[0].Activation.Response.StatusCode != 1 ||
+			string(acks[0].Activation.Response.Result) != `{"error":"Action could not be found or may have been deleted."}` {
+			t.Fatalf("acks %s %s", kindsOf(acks), acks[0].Raw)
+		}
+		if rec := record(t, st, m.ActivationID); rec.Response.StatusCode != 1 {
+			t.Fatalf("record %+v", rec.Response)
+		}
+	})
+	t.Run("revision mismatch", func(t *testing.T) {
+		m := activationtest.Message("guest", "hello", "1-stale", true, map[string]any{"name": "latest"})
+		c.send(m)
+		acks := c.completed(m.ActivationID)
+		if kindsOf(acks) != "result,completion" || acks[0].Activation.Response.StatusCode != 0 {
+			t.Fatalf("acks %s %s", kindsOf(acks), acks[0].Raw)
+		}
+	})
+	outcomes := []struct {
+		name, kind, code string
+		blocking         bool
+		status           int
+		kinds, contains  string
+	}{
+		{"init failure", "python:3.11", "def main(args:\n  pass\n", true, 2, "result,completion", ""},
+		{"timeout", "nodejs:20", `function main() { for (;;) {} }`, false, 2, "completion", `{"error":"The action exceeded its time limits of 1000 milliseconds."}`},
+		{"memory limit", "python:3.11", "def main(args):\n  x = bytearray(512 * 1024 * 1024)\n  return {'n': len(x)}\n", true, 2, "result,completion", ""},
+		{"application error", "python:3.11", "def main(args):\n  return {'error': 'no'}\n", true, 1, "result,completion", `{"error":"no"}`},
+		// The body's quotes are escaped again when quoted into the error message: the
+		// result ack exceeds max.message.bytes and is resent shrunk.
+		{"oversize result", "nodejs:20", `function main() { return {s: '"'.repeat(1100000)} }`, true, 1, "result(shrunk),completion", "exceeded the allowed length: 2200008 "},
+	}
+	for _, o := range outcomes {
+		t.Run(o.name, func(t *testing.T) {
+			name := strings.ReplaceAll(o.name, " ", "-")
+			l := *lim
+			if o.name == "oversize result" {
+				l.Timeout = 20000
+			}
+			rev := putAction(t, st, name, o.kind, o.code, &l)
+			m := activationtest.Message("guest", name, rev, o.blocking, nil)
+			c.send(m)
+			acks := c.completed(m.ActivationID)
+			if kindsOf(acks) != o.kinds {
+				t.Fatalf("acks %s", kindsOf(acks))
+			}
+			rec := record(t, st, m.ActivationID)
+			if rec.Response.StatusCode != o.status || !strings.Contains(string(rec.Response.Result), o.contains) {
+				t.Fatalf("record %d %.300s", rec.Response.StatusCode, rec.Response.Result)
+			}
+		})
+	}
+	t.Run("malformed messages", func(t *testing.T) {
+		m := activationtest.Message("guest", "hello", helloRev, true, map[string]any{"name": "after garbage"})
+		c.sendRaw(kafkago.Message{Value: []byte("not json")}, kafkago.Message{Value: []byte(`{"transid":["x",1]}`)},
+			kafkago.Message{Value: nil}, kafkago.Message{Value: activationtest.Encode(m)})
+		if acks := c.completed(m.ActivationID); kindsOf(acks) != "result,completion" {
+			t.Fatalf("acks %s", kindsOf(acks))
+		}
+	})
+	t.Run("store outage", func(t *testing.T) {
+		e.flaky.SetDown(true)
+		m := activationtest.Message("guest", "hello", "", true, map[string]any{"name": "down"})
+		c.send(m)
+		acks := c.completed(m.ActivationID)
+		e.flaky.SetDown(false)
+		if kindsOf(acks) != "combined" || !acks[0].IsSystemError ||
+			string(acks[0].Activation.Response.Result) != `{"error":"Action could not be fetched."}` {
+			t.Fatalf("acks %s %s", kindsOf(acks), acks[0].Raw)
+		}
+		m = activationtest.Message("guest", "hello", helloRev, true, map[string]any{"name": "up"})
+		c.send(m)
+		if acks := c.completed(m.ActivationID); kindsOf(acks) != "result,completion" {
+			t.Fatalf("after the outage: %s", kindsOf(acks))
+		}
+	})
+	t.Run("redelivery acked from the record", func(t *testing.T) {
+		m := activationtest.Message("guest", "hello", helloRev, true, map[string]any{"name": "twice"})
+		c.send(m)
+		first := c.completed(m.ActivationID)
+		c.send(m) // as after a crash between acks and commit
+		c.until("the second completion", func() bool { return len(c.acks[m.ActivationID]) == 4 })
+		c.mu.Lock()
+		acks := c.acks[m.ActivationID]
+		c.mu.Unlock()
+		if kindsOf(acks) != "result,completion,result,completion" || acks[2].Activation.Start != first[0].Activation.Start {
+			t.Fatalf("acks %s", kindsOf(acks))
+		}
+	})
+}
+
+// TestEnableDisable: /disable sends one ping with isEnabled false and stops pinging.
+func TestEnableDisable(t *testing.T) {
+	e := newEnv(t)
+	c := e.ctrl
+	c.until("a ping", func() bool { return len(c.pings) > 0 })
+	e.inv.Service.SetEnabled(false)
+	c.until("a disabled ping", func() bool { return *c.pings[len(c.pings)-1].IsEnabled == false })
+	e.inv.Service.SetEnabled(true)
+	c.until("pings again", func() bool { return *c.pings[len(c.pings)-1].IsEnabled })
+}
+
+// TestBrokerRestart: the broker goes away and comes back empty on the same address
+// (kfake keeps nothing); the invoker reconnects, keeps pinging and runs new work.
+func TestBrokerRestart(t *testing.T) {
+	e := newEnv(t)
+	rev := putAction(t, e.store, "hello", "nodejs:20", helloJS, nil)
+	m := activationtest.Message("guest", "hello", rev, true, map[string]any{"name": "before"})
+	e.ctrl.send(m)
+	e.ctrl.completed(m.ActivationID)
+
+	e.broker.Close()
+	e.ctrl.close()
+	b := startBroker(t, e.addr)
+	t.Cleanup(b.Close)
+	// A restarted Kafka keeps its topics; this one lost them, so create invoker0 again.
+	if err := kafka.EnsureTopic(context.Background(), []string{e.addr}, "invoker0"); err != nil {
+		t.Fatal(err)
+	}
+	c := newController(t, e.addr)
+	c.until("a ping after the restart", func() bool { return len(c.pings) > 0 })
+	m = activationtest.Message("guest", "hello", rev, true, map[string]any{"name": "after"})
+	c.send(m)
+	if acks := c.completed(m.ActivationID); kindsOf(acks) != "result,completion" {
+		t.Fatalf("acks %s", kindsOf(acks))
+	}
+}
