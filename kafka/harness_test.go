@@ -100,7 +100,7 @@ func newController(t *testing.T, addr string) *controller {
 	c := &controller{
 		t: t, addr: addr, cancel: cancel, changed: make(chan struct{}),
 		acks: map[string][]ack{}, events: map[string]activation.EventMessage{},
-		w:    &kafkago.Writer{Addr: kafkago.TCP(addr), Topic: "invoker0", RequiredAcks: kafkago.RequireOne, BatchTimeout: time.Millisecond, BatchBytes: kafka.MaxMessageBytes},
+		w: &kafkago.Writer{Addr: kafkago.TCP(addr), Topic: "invoker0", RequiredAcks: kafkago.RequireOne, BatchTimeout: time.Millisecond, BatchBytes: kafka.MaxMessageBytes},
 	}
 	c.read(ctx, "completed0", func(b []byte) {
 		a, err := parseAck(b)
