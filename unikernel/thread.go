@@ -145,15 +145,13 @@ func (t *Thread) handleExit(run *runMap) bool {
 	return false
 }
 
+// detectMode returns the host's mode (probed at start), recording it for the UC's stats.
 func (t *Thread) detectMode() Mode {
 	uc := t.uc
 	if m := Mode(uc.mode.Load()); m != ModeUnknown {
 		return m
 	}
-	m := ModeVMX
-	if s, err := retry(func() (*kvm.Sregs, error) { return kvm.GetSregs(t.cpu.fd) }); err == nil && s.CS.Selector&3 == 3 {
-		m = ModePVM
-	}
+	m := uc.vm.host.mode
 	uc.mode.Store(int32(m))
 	return m
 }

@@ -427,3 +427,73 @@ func TestPooledVM(t *testing.T) {
 		t.Error("NewVM accepted a size that is not a multiple of 2 MiB")
 	}
 }
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// TestCloseReleasesEverything: many UCs one after the other, some killed mid-run, leave no
+// descriptors behind in the invoker process; several run in parallel.
+func TestCloseReleasesEverything(t *testing.T) {
+	requireKVM(t)
+	root := testRoot(t, "hostile", "syscalls")
+	runUC(t, Config{Root: root}, "/syscalls") // warm up (musl build, KVM host state)
+	before := openFDs(t)
+	for i := 0; i < 20; i++ {
+		switch i % 4 {
+		case 0:
+			runUC(t, Config{Root: root}, "/syscalls")
+		case 1:
+			runUC(t, Config{Root: root, Timeout: 20 * time.Millisecond}, "/hostile", "loop")
+		case 2:
+			runUC(t, Config{Root: root}, "/hostile", "null")
+		case 3:
+			runUC(t, Config{Root: root, MaxFDs: 64}, "/hostile", "fds")
+		}
+	}
+	if after := openFDs(t); after > before {
+		t.Errorf("open descriptors grew from %d to %d", before, after)
+	}
+	done := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			uc, err := New(Config{Root: root})
+			if err != nil {
+				done <- err
+				return
+			}
+			defer uc.Close()
+			if err := uc.Load([]string{"/syscalls"}); err != nil {
+				done <- err
+				return
+			}
+			res, err := uc.Run(context.Background())
+			if err == nil && res.Status != 0 {
+				err = errors.New("syscalls failed in a parallel UC")
+			}
+			done <- err
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestHostMode(t *testing.T) {
+	requireKVM(t)
+	m, err := HostMode()
+	if err != nil || m == ModeUnknown {
+		t.Fatalf("%v %v", m, err)
+	}
+	_, pvm := os.Stat("/sys/module/kvm_pvm")
+	if (pvm == nil) != (m == ModePVM) {
+		t.Errorf("mode %s, kvm_pvm module present: %v", m, pvm == nil)
+	}
+	t.Logf("host mode: %s", m)
+}

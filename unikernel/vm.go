@@ -80,6 +80,7 @@ type host struct {
 	xcr0    uint64
 	hwcap   uint64
 	cr4     uint64
+	mode    Mode // how `syscall` behaves, probed once at start
 }
 
 var (
@@ -92,8 +93,63 @@ var (
 var ErrNoKVM = errors.New("unikernel: /dev/kvm not available")
 
 func getHost() (*host, error) {
-	hostOnce.Do(func() { theHost, hostErr = openHost() })
+	hostOnce.Do(func() {
+		theHost, hostErr = openHost()
+		if hostErr == nil {
+			theHost.mode, hostErr = probeMode()
+		}
+	})
 	return theHost, hostErr
+}
+
+// HostMode reports how this host's KVM runs `syscall` from CPL3, found at start by a probe
+// guest (see probeMode).
+func HostMode() (Mode, error) {
+	h, err := getHost()
+	if err != nil {
+		return ModeUnknown, err
+	}
+	return h.mode, nil
+}
+
+// probeMode runs a two-instruction guest (`syscall` at CPL3) in a small VM and looks at the
+// privilege level the entry stub's port write exits from: CPL3 means PVM, CPL0 hardware VMX.
+func probeMode() (Mode, error) {
+	vm, err := newVM(theHost, 4<<20)
+	if err != nil {
+		return ModeUnknown, fmt.Errorf("unikernel: mode probe: %w", err)
+	}
+	defer vm.Close()
+	copy(vm.mem[userBase:], []byte{0x0f, 0x05, 0xf4}) // syscall; hlt
+	c, err := vm.newVCPU(userBase, userBase+pageSize, 0)
+	if err != nil {
+		return ModeUnknown, fmt.Errorf("unikernel: mode probe: %w", err)
+	}
+	for {
+		c.run.setValid(0)
+		err := kvmRun(c.fd)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return ModeUnknown, fmt.Errorf("unikernel: mode probe: KVM_RUN: %w", err)
+		}
+		break
+	}
+	if r := c.run.exitReason(); r != exitIO {
+		return ModeUnknown, fmt.Errorf("unikernel: mode probe: exit reason %d, want I/O", r)
+	}
+	if _, _, port, _, _ := c.run.io(); port != SyscallPort {
+		return ModeUnknown, fmt.Errorf("unikernel: mode probe: exit on port %#x", port)
+	}
+	s, err := retry(func() (*kvm.Sregs, error) { return kvm.GetSregs(c.fd) })
+	if err != nil {
+		return ModeUnknown, fmt.Errorf("unikernel: mode probe: %w", err)
+	}
+	if s.CS.Selector&3 == 3 {
+		return ModePVM, nil
+	}
+	return ModeVMX, nil
 }
 
 func openHost() (*host, error) {
@@ -217,6 +273,10 @@ func NewVM(size uint64) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newVM(h, size)
+}
+
+func newVM(h *host, size uint64) (*VM, error) {
 	if size < 2*largePage || size%largePage != 0 || size > maxGuestSize {
 		return nil, fmt.Errorf("unikernel: guest size %d: must be a multiple of 2 MiB in [4 MiB, 64 GiB]", size)
 	}
