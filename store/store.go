@@ -1,6 +1,22 @@
 // Package store holds the artifact store backends: bbolt (the embedded default, one
 // file), CouchDB (OpenWhisk's own databases and document layout) and Couchbase. Each
 // implements Store, which is activation.Store plus what the standalone controller needs.
+//
+// This package holds what the backends share: the stored document shapes
+// (ActivationDoc, entity types, CouchDB-style revisions), OpenWhisk's code encoding
+// (EncodeCode, ReadCode: "mem:" inline below MaxInlineSize, "couch:<uuid>" attachments
+// above), the query semantics of listings (ActivationQuery.Matches, SortActivations,
+// Page), Retry (per-attempt timeouts, retries of ErrUnavailable), and Spool, the
+// bounded on-disk queue that keeps activation records while a backend is down.
+//
+// Wiring: open a backend (bbolt.Open, couchdb.Open with couchdb.ConfigFromEnv,
+// couchbase.Open with couchbase.ConfigFromEnv), wrap it with NewSpool for the invoker,
+// and run the spool's Run under the orchestrator's errgroup.
+//
+// Tests: every backend runs storetest.Run against its real peer (pouchdb-server for
+// CouchDB, gocaves for Couchbase), which the tests start themselves from the paths
+// .ci/peers installs them to (.peers/, gitignored); see store/internal/peers.
+// It must not know about Kafka, the REST API or how actions run.
 package store
 
 import (
