@@ -51,6 +51,8 @@ type actionPut struct {
 	Limits      *limitsPut             `json:"limits"`
 	Version     *string                `json:"version"`
 	Publish     *bool                  `json:"publish"`
+	// DelAnnotations names annotations an update removes (wsk action update --del-annotation).
+	DelAnnotations []string `json:"delAnnotations"`
 }
 
 type execPut struct {
@@ -379,7 +381,7 @@ func (s *Server) buildAction(ctx context.Context, name string, put *actionPut, o
 	if put.Publish != nil {
 		a.Publish = *put.Publish
 	}
-	a.Annotations = amendAnnotations(old, put.Annotations, a.Exec.Kind)
+	a.Annotations = amendAnnotations(old, put.Annotations, put.DelAnnotations, a.Exec.Kind)
 	a.Parameters = nonNilKV(a.Parameters)
 	return a, code, nil
 }
@@ -492,9 +494,9 @@ func applyLimits(l *activation.ActionLimits, p *limitsPut) error {
 
 // amendAnnotations is what the controller does to annotations (Actions.scala
 // amendAnnotations, execAnnotation): the given ones (or the old ones on an update
-// without annotations), "provide-api-key": false added to a new action unless given
-// (an update keeps the old value), and "exec": kind last.
-func amendAnnotations(old *activation.WhiskAction, given *[]activation.KeyValue, kind string) []activation.KeyValue {
+// without annotations) less those named in del, "provide-api-key": false added to a new
+// action unless given (an update keeps the old value), and "exec": kind last.
+func amendAnnotations(old *activation.WhiskAction, given *[]activation.KeyValue, del []string, kind string) []activation.KeyValue {
 	var src []activation.KeyValue
 	switch {
 	case given != nil:
@@ -504,8 +506,12 @@ func amendAnnotations(old *activation.WhiskAction, given *[]activation.KeyValue,
 	}
 	out := []activation.KeyValue{}
 	hasKey := false
+	deleted := map[string]bool{}
+	for _, k := range del {
+		deleted[k] = true
+	}
 	for _, kv := range src {
-		if kv.Key == "exec" {
+		if kv.Key == "exec" || deleted[kv.Key] {
 			continue
 		}
 		if kv.Key == "provide-api-key" {

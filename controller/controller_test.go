@@ -189,6 +189,19 @@ func TestActionsCRUD(t *testing.T) {
 		t.Errorf("update without exec: %+v", upd)
 	}
 
+	// Annotations: replaced when given, removed by delAnnotations; exec and
+	// provide-api-key stay.
+	upd, _, err = c.Actions.Insert(&whisk.Action{Name: "hello", Annotations: whisk.KeyValueArr{
+		{Key: "web-export", Value: true}, {Key: "description", Value: "d"}}}, true)
+	if err != nil || upd.Annotations.GetValue("web-export") != true || upd.Annotations.GetValue("provide-api-key") != false {
+		t.Errorf("annotations update: %+v %v", upd, err)
+	}
+	upd, _, err = c.Actions.Insert(&whisk.Action{Name: "hello", DelAnnotations: []string{"web-export"}}, true)
+	if err != nil || upd.Annotations.GetValue("web-export") != nil || upd.Annotations.GetValue("description") != "d" ||
+		upd.Annotations.GetValue("exec") != "nodejs:20" {
+		t.Errorf("delAnnotations: %+v %v", upd.Annotations, err)
+	}
+
 	if _, err := c.Actions.Delete("hello"); err != nil {
 		t.Fatal(err)
 	}
