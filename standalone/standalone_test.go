@@ -201,6 +201,32 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("get deleted: %d %v", status(resp), err)
 	}
 
+	// A blocking invoke that outlasts its wait answers 202 with the id; the record
+	// comes later.
+	create(t, c, "sleepy", "nodejs:20", `function main() { return new Promise(r => setTimeout(() => r({slept: true}), 1500)) }`, nil)
+	req, _ := http.NewRequest("POST", st.APIHost+"/api/v1/namespaces/_/actions/sleepy?blocking=true&timeout=100", nil)
+	req.SetBasicAuth(controller.GuestUUID, controller.GuestKey)
+	hr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted map[string]string
+	json.NewDecoder(hr.Body).Decode(&accepted)
+	hr.Body.Close()
+	if hr.StatusCode != 202 || accepted["activationId"] == "" || hr.Header.Get("x-openwhisk-activation-id") != accepted["activationId"] {
+		t.Errorf("blocking timeout: %d %v", hr.StatusCode, accepted)
+	}
+	var late *whisk.Activation
+	for time.Now().Before(deadline) {
+		if late, _, err = c.Activations.Get(accepted["activationId"]); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if late == nil || !late.Response.Success {
+		t.Errorf("record after the blocking timeout: %+v %v", late, err)
+	}
+
 	// The invoker pings health: the controller's view has it up.
 	var states map[string]string
 	for time.Now().Before(deadline) {
