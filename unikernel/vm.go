@@ -349,6 +349,9 @@ func (vm *VM) writeSystemArea() {
 
 	// TSS: RSP0 for exceptions from CPL3; I/O bitmap denying every port but the syscall port.
 	le.PutUint64(m[addrTSS+4:], kstackTop)
+	// IST1: every exception switches to the same stack, even one taken at CPL0 in the
+	// VMX entry stub (which runs on the guest's stack), so the VMM always finds the frame.
+	le.PutUint64(m[addrTSS+36:], kstackTop)
 	le.PutUint16(m[addrTSS+102:], tssIOMapBase)
 	bm := m[addrTSS+tssIOMapBase : addrTSS+tssIOMapBase+8193]
 	for i := range bm {
@@ -375,7 +378,7 @@ func (vm *VM) writeSystemArea() {
 		g := m[addrIDT+16*v:]
 		le.PutUint16(g[0:], uint16(h))
 		le.PutUint16(g[2:], selKernelCS)
-		g[4] = 0
+		g[4] = 1    // IST1
 		g[5] = 0x8e // present, DPL0, 64-bit interrupt gate
 		le.PutUint16(g[6:], uint16(h>>16))
 		le.PutUint32(g[8:], uint32(h>>32))
