@@ -122,6 +122,29 @@ func TestSpoolBounded(t *testing.T) {
 	}
 }
 
+func TestSpoolBoundedBytes(t *testing.T) {
+	ctx := context.Background()
+	f := newFlaky(t)
+	s, err := store.NewSpool(f, store.SpoolOptions{Dir: t.TempDir(), MaxBytes: 2000, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Down.Store(true)
+	n := 0
+	for ; n < 10; n++ {
+		err := s.PutActivation(ctx, storetest.Activation("guest", "a", storetest.ActivationID(), 1))
+		if errors.Is(err, store.ErrSpoolFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n == 0 || n == 10 {
+		t.Fatalf("%d records of ~600 bytes fit in 2000 bytes", n)
+	}
+}
+
 // Spooled records survive a crash of the invoker: a new Spool on the same directory
 // drains them.
 func TestSpoolReopen(t *testing.T) {

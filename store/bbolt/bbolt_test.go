@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/seuss-go/seuss/activation"
 	"github.com/seuss-go/seuss/store"
@@ -74,5 +77,21 @@ func TestLocked(t *testing.T) {
 	defer s.Close()
 	if _, err := Open(path); err == nil {
 		t.Fatal("opened a locked file")
+	}
+}
+
+// A file written by a newer layout is refused, not misread.
+func TestRefusesUnknownFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seuss.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte("format"), []byte("2")) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(path); err == nil || !strings.Contains(err.Error(), "unknown format version") {
+		t.Fatalf("opened a format-2 file: %v", err)
 	}
 }
