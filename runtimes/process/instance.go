@@ -102,9 +102,10 @@ func (e *Executor) start(kind runtimes.Kind, job *activation.Job) (_ *instance, 
 	if err != nil {
 		return nil, err
 	}
-	// 1 MiB pipes: a 1 MB argument or result crosses in one or two system calls.
-	pipeSize(inW, 1<<20)
-	pipeSize(repR, 1<<20)
+	// 256 KiB instead of 64 KiB: a 1 MB argument or result crosses in a few system
+	// calls. Not more: pipe buffers count against the user's pipe-user-pages-soft.
+	pipeSize(inW, 256<<10)
+	pipeSize(repR, 256<<10)
 
 	var extra []string
 	var cgFile *os.File
