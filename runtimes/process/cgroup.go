@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -70,7 +71,11 @@ func cgroup2Mount() (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return parseCgroup2Mount(f)
+}
+
+func parseCgroup2Mount(r io.Reader) (string, error) {
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		// id parent major:minor root mountpoint options [optional...] - fstype source super
 		line := sc.Text()
@@ -92,6 +97,10 @@ func ownCgroup() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return parseOwnCgroup(b)
+}
+
+func parseOwnCgroup(b []byte) (string, error) {
 	for _, l := range bytes.Split(b, []byte{'\n'}) {
 		if bytes.HasPrefix(l, []byte("0::")) {
 			return string(l[3:]), nil
