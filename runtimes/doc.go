@@ -18,7 +18,9 @@
 //	        "activation_id":…,"transaction_id":…,"deadline":"…"[,"api_key":…]}
 //	       (any line with another top-level key)
 //
-// After every run, and after a failed init, the launcher writes the sentinel line
+// A successful init writes no sentinel: logs printed while loading the action are
+// flushed with the init answer and belong to the first activation, as with the stock
+// runtimes. After every run, and after a failed init, the launcher writes the sentinel line
 // XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX on both fd 1 and fd 2, before the answer on
 // fd 3, so that once the answer is read the logs are complete as soon as the pipes are
 // drained. Each stream's pending logs go out in one write at the end of an activation
@@ -50,8 +52,12 @@
 // # Roots
 //
 // A root is a directory holding the interpreter at its host path (/usr/bin/node,
-// /usr/bin/python3.11), its shared libraries and /lib64/ld-linux-x86-64.so.2, its
-// standard library, the launcher under /seuss/, and manifest.json: every file's size,
-// mode and SHA-256, and a root digest over all of them, by which snapshots are keyed.
-// BuildRoot makes one (cmd: go run ./runtimes/mkroot); LoadRoot reads one back.
+// /usr/bin/python3.11), its shared libraries (as ldd resolves them, for python's
+// extension modules too) and /lib64/ld-linux-x86-64.so.2, its standard library
+// (python's without tests, IDLE, Tk, ensurepip and the static libraries), the
+// launcher under /seuss/, an empty /tmp (where a unikernel context mounts its
+// in-memory /tmp), and manifest.json: every file's size, mode and SHA-256, and a root
+// digest over the kind, the argv and all files, by which snapshots are keyed. BuildRoot
+// makes one (make rootfs runs ./runtimes/mkroot), rebuilding only when the digest
+// changes; LoadRoot reads one back; Kind.Argv and Env start the launcher inside it.
 package runtimes
