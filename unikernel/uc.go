@@ -140,6 +140,9 @@ func (uc *UC) Load(argv []string) error {
 		return fmt.Errorf("unikernel: load: no program")
 	}
 	k := uc.k
+	if st, e := k.statPath(k.cwd, k.cwd, false); e != 0 || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("unikernel: working directory %s: not a directory in the root", k.cwd)
+	}
 	prog := argv[0]
 	if !path.IsAbs(prog) {
 		prog = path.Join(k.cwd, prog)
