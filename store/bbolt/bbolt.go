@@ -286,6 +286,9 @@ func (s *Store) PutActivation(ctx context.Context, a *activation.WhiskActivation
 	if err != nil {
 		return fmt.Errorf("bbolt: put activation %s: %w", a.DocID(), err)
 	}
+	// One transaction (one fsync) per record: ~0.35 ms here, ~2,900 records/s from 8
+	// writers (BenchmarkPutActivation). db.Batch measured 1.5-2x the throughput but
+	// makes a lone writer wait for its batch delay, which the ack path would pay.
 	return wrap("put activation "+a.DocID(), s.db.Update(func(tx *bolt.Tx) error {
 		acts := tx.Bucket(bucketActivations)
 		if acts.Get([]byte(a.DocID())) != nil {
