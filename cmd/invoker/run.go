@@ -58,6 +58,8 @@ func runMain(ctx context.Context, args []string) (int, error) {
 	timeout := fs.Duration("timeout", 30*time.Second, "wall-time limit (0: none)")
 	stats := fs.Bool("stats", false, "print exits, system calls by name, pages touched and wall time to stderr")
 	cwd := fs.String("cwd", "/", "initial working directory in the guest")
+	maxOut := fs.String("max-output", "16MiB", "cap on bytes written to stdout+stderr (the rest is dropped; 0: unlimited)")
+	maxFDs := fs.Int("max-fds", 1024, "cap on open descriptors in the guest")
 	noPatch := fs.Bool("no-patch", false, "do not rewrite syscall instructions into direct port writes")
 	var env envFlags
 	fs.Var(&env, "env", "K=V for the guest's environment (repeatable)")
@@ -85,6 +87,19 @@ func runMain(ctx context.Context, args []string) (int, error) {
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
+	if *maxOut == "0" {
+		cfg.MaxOutput = -1
+	} else {
+		n, err := parseSize(*maxOut)
+		if err != nil {
+			return 2, fmt.Errorf("%w: --max-output: %v", errUsage, err)
+		}
+		cfg.MaxOutput = int64(n)
+	}
+	if *maxFDs < 4 || *maxFDs > 1<<20 {
+		return 2, fmt.Errorf("%w: --max-fds %d: want 4..1048576", errUsage, *maxFDs)
+	}
+	cfg.MaxFDs = *maxFDs
 	if *as != "" {
 		if cfg.AddressSpace, err = parseSize(*as); err != nil {
 			return 2, fmt.Errorf("%w: --address-space: %v", errUsage, err)
