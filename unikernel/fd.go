@@ -379,18 +379,21 @@ type outFile struct {
 	baseFile
 	w  io.Writer
 	fd int
+	// uncounted: not subject to the output limit (extra descriptors such as fd 3).
+	uncounted bool
 }
 
 func (f *outFile) write(k *Kernel, b []byte) (int, unix.Errno) {
 	n := len(b)
-	used := k.outBytes.Add(int64(n))
-	if lim := k.cfg.MaxOutput; lim > 0 && used > lim {
-		k.outTruncated.Store(true)
-		keep := lim - (used - int64(n))
-		if keep <= 0 {
-			return n, 0
+	if lim := k.cfg.MaxOutput; !f.uncounted && lim > 0 {
+		if used := k.outBytes.Add(int64(n)); used > lim {
+			k.outTruncated.Store(true)
+			keep := lim - (used - int64(n))
+			if keep <= 0 {
+				return n, 0
+			}
+			b = b[:keep]
 		}
-		b = b[:keep]
 	}
 	if f.w == nil {
 		return n, 0

@@ -243,6 +243,9 @@ func (uc *UC) setupStdio() error {
 		{f: &outFile{w: uc.cfg.Stdout, fd: 1}, flags: unix.O_WRONLY},
 		{f: &outFile{w: uc.cfg.Stderr, fd: 2}, flags: unix.O_WRONLY},
 	}
+	for i, w := range uc.cfg.ExtraWriters {
+		ents = append(ents, &ofd{f: &outFile{w: w, fd: 3 + i, uncounted: true}, flags: unix.O_WRONLY})
+	}
 	for i, d := range ents {
 		if e := k.fds.installAt(d, i, false); e != 0 {
 			return fmt.Errorf("unikernel: stdio: %w", e)

@@ -3,6 +3,7 @@ package unikernel
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -496,4 +497,16 @@ func TestHostMode(t *testing.T) {
 		t.Errorf("mode %s, kvm_pvm module present: %v", m, pvm == nil)
 	}
 	t.Logf("host mode: %s", m)
+}
+
+// TestExtraWriters: fd 3 (the actionloop answer channel) reaches the host.
+func TestExtraWriters(t *testing.T) {
+	requireKVM(t)
+	requirePython(t)
+	var fd3 strings.Builder
+	res, out, errOut := runUC(t, Config{ExtraWriters: []io.Writer{&fd3}, MaxOutput: 4},
+		hostPython, "-c", `import os, sys; print("log"); os.write(3, b'{"ok": true}\n')`)
+	if res.Status != 0 || fd3.String() != "{\"ok\": true}\n" || out != "log\n" {
+		t.Fatalf("status %d fd3 %q out %q stderr %q", res.Status, fd3.String(), out, errOut)
+	}
 }

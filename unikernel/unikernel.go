@@ -52,6 +52,9 @@ type Config struct {
 	// Stdin, Stdout and Stderr are fds 0, 1 and 2 (nil: empty input, discarded output).
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// ExtraWriters become descriptors 3, 4, ... open for writing in the guest (the
+	// actionloop protocol answers on fd 3). They do not count against MaxOutput.
+	ExtraWriters []io.Writer
 	// MaxOutput caps the bytes written to fds 1 and 2 together; the rest is dropped
 	// (default 16 MiB; negative: unlimited).
 	MaxOutput int64
