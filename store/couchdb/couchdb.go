@@ -59,8 +59,9 @@ type Config struct {
 	WhisksDB      string // whisk.couchdb.databases.WhiskEntity
 	ActivationsDB string // whisk.couchdb.databases.WhiskActivation
 
-	Retry  store.Retry  // zero: store.DefaultRetry
-	Client *http.Client // nil: a client with a 5 s dial timeout
+	Retry      store.Retry  // zero: store.DefaultRetry
+	Client     *http.Client // nil: a client with a 5 s dial timeout
+	NoBatching bool         // one PUT per activation record instead of _bulk_docs
 }
 
 // ConfigFromEnv reads OpenWhisk's environment (CONFIG_whisk_couchdb_* and DB_PREFIX).
@@ -94,10 +95,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 
 // Store is the CouchDB backend. It implements store.Store.
 type Store struct {
-	cfg  Config
-	base string // protocol://host:port
-	hc   *http.Client
-	now  func() time.Time
+	cfg   Config
+	base  string // protocol://host:port
+	hc    *http.Client
+	now   func() time.Time
+	batch batcher
 }
 
 var _ store.Store = (*Store)(nil)
@@ -564,14 +566,29 @@ func (s *Store) ListActions(ctx context.Context, namespace string, skip, limit i
 	return store.Page(out, skip, limit), nil
 }
 
-// PutActivation implements activation.Store: one PUT. When an earlier attempt may have
-// landed (a timeout), a conflict on the retry is checked against the stored record.
+// PutActivation implements activation.Store. Concurrent inserts are grouped into
+// POST /{db}/_bulk_docs requests, as OpenWhisk's activation store batches them (see
+// batch.go); with Config.NoBatching each record is one PUT.
 func (s *Store) PutActivation(ctx context.Context, a *activation.WhiskActivation) error {
 	body, err := json.Marshal(store.NewActivationDoc(a, s.now()))
 	if err != nil {
 		return fmt.Errorf("couchdb: put activation %s: %w", a.DocID(), err)
 	}
-	err = s.retry(ctx, func(ctx context.Context, retried bool) error {
+	if s.cfg.NoBatching {
+		err = s.putActivation(ctx, a, body)
+	} else {
+		err = s.batch.put(ctx, s, &pendingPut{a: a, doc: body, done: make(chan outcome, 1)})
+	}
+	if err != nil {
+		return fmt.Errorf("couchdb: put activation %s: %w", a.DocID(), err)
+	}
+	return nil
+}
+
+// putActivation is one PUT. When an earlier attempt may have landed (a timeout), a
+// conflict on the retry is checked against the stored record.
+func (s *Store) putActivation(ctx context.Context, a *activation.WhiskActivation, body []byte) error {
+	return s.retry(ctx, func(ctx context.Context, retried bool) error {
 		resp, b, err := s.call(ctx, http.MethodPut, s.docPath(s.cfg.ActivationsDB, a.DocID()), nil, body, "application/json")
 		if err != nil {
 			return err
@@ -585,10 +602,6 @@ func (s *Store) PutActivation(ctx context.Context, a *activation.WhiskActivation
 		}
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("couchdb: put activation %s: %w", a.DocID(), err)
-	}
-	return nil
 }
 
 // sameRecord reports whether the stored record with a's id is a itself (written by an

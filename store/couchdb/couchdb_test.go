@@ -11,11 +11,16 @@ import (
 
 func openPouch(t *testing.T, p *peers.Pouch, prefix string) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), Config{
+	return openPouchConfig(t, Config{
 		Protocol: "http", Host: "127.0.0.1", Port: p.Port,
 		Username: peers.AdminUser, Password: peers.AdminPassword,
 		WhisksDB: prefix + "whisks", ActivationsDB: prefix + "activations",
 	})
+}
+
+func openPouchConfig(t *testing.T, cfg Config) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,6 +30,17 @@ func openPouch(t *testing.T, p *peers.Pouch, prefix string) *Store {
 func TestSuite(t *testing.T) {
 	p := peers.StartPouch(t)
 	storetest.Run(t, func(t *testing.T) store.Store { return openPouch(t, p, "local_") })
+}
+
+// Records written one PUT each (Config.NoBatching) pass too.
+func TestSuiteUnbatched(t *testing.T) {
+	p := peers.StartPouch(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openPouchConfig(t, Config{
+			Host: "127.0.0.1", Port: p.Port, Username: peers.AdminUser, Password: peers.AdminPassword,
+			WhisksDB: "one_whisks", ActivationsDB: "one_activations", NoBatching: true,
+		})
+	})
 }
 
 func TestConfigFromEnv(t *testing.T) {
