@@ -10,7 +10,9 @@
 // ms), the WhiskAction fields; code below 16 KiB inline as "mem:<base64url>", larger code
 // as a "couch:<uuid>" attachment uploaded by PUT /{db}/{id}/{uuid}?rev= after the
 // document (CouchDbRestStore.attachToCouch). Records "_id" = "<ns>/<activationId>",
-// entityType "activation", updated, the WhiskActivation fields, inserted by PUT. Ids are
+// entityType "activation", updated, the WhiskActivation fields, inserted with
+// POST /{db}/_bulk_docs, concurrent inserts grouped up to 500 per request as OpenWhisk's
+// batching activation store does (or one PUT each with Config.NoBatching). Ids are
 // URL-encoded per path segment ("guest%2Fhello").
 //
 // Listing activations uses a design document of our own in the activations database,
