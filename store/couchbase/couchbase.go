@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/couchbase/gocb/v2"
@@ -85,6 +86,7 @@ type Store struct {
 	whisks, atts, activations, indexes *gocb.Collection
 	bucket                             *gocb.Bucket
 	now                                func() time.Time
+	days                               sync.Map // "<ns>/<YYYYMMDD>" already in the day list
 }
 
 var _ store.Store = (*Store)(nil)
@@ -498,9 +500,14 @@ func (s *Store) indexActivation(ctx context.Context, a *activation.WhiskActivati
 	if err := s.upsertIndex(ctx, "activations/"+a.Namespace+"/"+d, "e."+subdocKey(a.ActivationID), []any{a.Start, store.ActivationPath(a)}); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
+	key := a.Namespace + "/" + d
+	if _, known := s.days.Load(key); known {
+		return nil
+	}
 	if err := s.upsertIndex(ctx, "activations/"+a.Namespace, "d."+subdocKey(d), true); err != nil {
 		return fmt.Errorf("index days: %w", err)
 	}
+	s.days.Store(key, struct{}{})
 	return nil
 }
 
