@@ -262,11 +262,3 @@ func madvise(addr, length uintptr, advice int) error {
 }
 
 func hostAddr(b []byte) uintptr { return uintptr(unsafe.Pointer(&b[0])) }
-
-func mincore(b []byte, vec []byte) error {
-	_, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(unsafe.Pointer(&vec[0])))
-	if e != 0 {
-		return e
-	}
-	return nil
-}

@@ -2,6 +2,7 @@ package unikernel
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path"
@@ -319,14 +320,40 @@ func (uc *UC) statsLocked() Stats {
 	s.Committed = uc.k.as.committed
 	uc.k.as.mu.Unlock()
 	if uc.vm.mem != nil {
-		vec := make([]byte, len(uc.vm.mem)/pageSize)
-		if err := mincore(uc.vm.mem, vec); err == nil {
-			for _, v := range vec[userBase/pageSize:] {
-				s.PagesTouched += uint64(v & 1)
+		s.PagesTouched, s.PagesPrivate = residentPages(uc.vm.mem[userBase:])
+	}
+	return s
+}
+
+// residentPages counts the pages of mem present in this process's page tables (touched by
+// the guest or by the library OS on its behalf) and, of those, the private ones (anonymous
+// or copied on write, as opposed to page-cache pages of mapped files), from
+// /proc/self/pagemap: bit 63 present, bit 61 file-page or shared-anonymous.
+func residentPages(mem []byte) (present, private uint64) {
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	base := uint64(hostAddr(mem))
+	n := uint64(len(mem)) / pageSize
+	buf := make([]byte, 8*4096)
+	for i := uint64(0); i < n; i += 4096 {
+		c := min(4096, n-i)
+		if _, err := f.ReadAt(buf[:8*c], int64((base/pageSize+i)*8)); err != nil {
+			return present, private
+		}
+		for j := uint64(0); j < c; j++ {
+			e := binary.LittleEndian.Uint64(buf[8*j:])
+			if e&(1<<63) != 0 {
+				present++
+				if e&(1<<61) == 0 {
+					private++
+				}
 			}
 		}
 	}
-	return s
+	return present, private
 }
 
 // Stats returns the statistics so far.

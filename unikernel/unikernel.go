@@ -118,10 +118,12 @@ type Stats struct {
 	Exits    uint64 // KVM_RUN returns
 	Syscalls []SyscallCount
 	Unknown  []uint64 // unimplemented system calls the guest made
-	// PagesTouched counts resident 4 KiB pages of guest memory at the end (host view).
-	PagesTouched uint64
-	Committed    uint64 // bytes charged against the memory limit at the end
-	Wall         time.Duration
+	// PagesTouched counts the 4 KiB pages of guest memory mapped in the host at the end
+	// (touched by the guest, or around its faults by the host's fault-around), and
+	// PagesPrivate those of them that are the UC's own (anonymous or copied on write).
+	PagesTouched, PagesPrivate uint64
+	Committed                  uint64 // bytes charged against the memory limit at the end
+	Wall                       time.Duration
 	// InGuest is the time spent inside KVM_RUN (guest code plus the exit and entry cost
 	// and guest page faults); InHandlers the time the library OS spent serving exits.
 	InGuest, InHandlers time.Duration
