@@ -385,6 +385,9 @@ func TestRootRefusesDevices(t *testing.T) {
 	}
 	defer r.close()
 	for _, p := range []string{"/dev/zero", "/dev/kvm", "/dev/null"} {
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
 		if fd, e := r.open(p, unix.O_RDONLY, false); e != unix.EACCES {
 			unix.Close(fd)
 			t.Errorf("%s: %v, want EACCES", p, e)
