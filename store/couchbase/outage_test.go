@@ -20,14 +20,14 @@ func TestOutageFrozen(t *testing.T) {
 	c := peers.StartCaves(t)
 	s, err := Open(context.Background(), Config{
 		ConnStr: c.ConnStr, Username: "Administrator", Password: "password", Bucket: "default",
-		Retry: store.Retry{Attempts: 2, Timeout: 400 * time.Millisecond, Backoff: 50 * time.Millisecond},
+		Retry: store.Retry{Attempts: 2, Timeout: time.Second, Backoff: 50 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	sp, err := store.NewSpool(s, store.SpoolOptions{
-		Dir: t.TempDir(), Interval: 300 * time.Millisecond, Timeout: 2 * time.Second,
+		Dir: t.TempDir(), Interval: 300 * time.Millisecond, Timeout: 3 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -50,6 +50,9 @@ func TestOutageFrozen(t *testing.T) {
 		}
 	}
 	put(3)
+	for deadline := time.Now().Add(20 * time.Second); sp.Len() > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond) // a slow answer under load may have spooled one
+	}
 	c.Freeze(true)
 	frozen := true
 	defer func() {
