@@ -185,7 +185,9 @@ func (t *Thread) syscall(run *runMap) {
 	if mode == ModePVM {
 		// `syscall` stayed at CPL3: return to the caller ourselves.
 		r.RIP = r.RCX
-		r.RFLAGS = r.R11&^0x100 | 0x2 // never resume with TF set by a hostile R11
+		// R11 is what `syscall` saved, unless the guest jumped into the stub itself with a
+		// crafted R11: keep only flags CPL3 may set (never IOPL, NT, VM or TF).
+		r.RFLAGS = r.R11&userFlags | 0x2
 	}
 	// Under VMX the stub's sysretq returns to RCX with RFLAGS = R11 at CPL3.
 	if mode == ModeVMX && r.RCX >= 1<<47 {
@@ -195,6 +197,10 @@ func (t *Thread) syscall(run *runMap) {
 	}
 	run.setDirty(syncX86Regs)
 }
+
+// userFlags are the RFLAGS bits a CPL3 guest may set itself: CF, PF, AF, ZF, SF, IF, DF,
+// OF, AC, ID.
+const userFlags = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x200 | 0x400 | 0x800 | 0x40000 | 0x200000
 
 // patchSite rewrites the syscall instruction that ends at ret (see syscall).
 func (t *Thread) patchSite(ret uint64) {
