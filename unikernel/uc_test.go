@@ -68,6 +68,7 @@ func TestHostileGuests(t *testing.T) {
 		{mode: "sysarea", status: 139, err: ErrGuestFault, errText: "page fault at 0x1000"},
 		{mode: "port", status: 139, err: ErrGuestFault, errText: "general protection"},
 		{mode: "excport", status: 139, err: ErrGuestFault, errText: "general protection"},
+		{mode: "stubjump", status: 139, err: ErrGuestFault, errText: "general protection"},
 		{mode: "hlt", status: 139, err: ErrGuestFault, errText: "general protection"},
 		{mode: "ud2", status: 132, err: ErrGuestFault, errText: "invalid opcode"},
 		{mode: "int80", err: ErrGuestFault},

@@ -17,6 +17,13 @@ int main(int argc, char **argv) {
 	if (!strcmp(m, "sysarea")) { printf("%d\n", *(volatile int *)0x1000); }
 	if (!strcmp(m, "port")) { __asm__ volatile("outb %%al, $0x80" ::"a"(0)); }
 	if (!strcmp(m, "excport")) { __asm__ volatile("outb %%al, $0xf1" ::"a"(0)); }
+	if (!strcmp(m, "stubjump")) {
+		// Enter the system-call stub directly with IOPL=3 in R11, then try a closed port.
+		__asm__ volatile("mov $0x7000, %%rdx; lea 1f(%%rip), %%rcx; mov $0x3202, %%r11; mov $39, %%eax; jmp *%%rdx; 1: outb %%al, $0x80"
+				 ::: "rax", "rcx", "rdx", "r11", "memory");
+		printf("port 0x80 was writable\n");
+		return 0;
+	}
 	if (!strcmp(m, "hlt")) { __asm__ volatile("hlt"); }
 	if (!strcmp(m, "ud2")) { __asm__ volatile("ud2"); }
 	if (!strcmp(m, "int80")) { __asm__ volatile("int $0x80"); }
