@@ -463,3 +463,52 @@ func TestSystemArea(t *testing.T) {
 		t.Errorf("stub % x", m[addrStub:addrStub+5])
 	}
 }
+
+// TestAddrSpaceInvariants drives random mmap/munmap/mprotect/brk sequences and checks the
+// map stays sorted, disjoint, inside the guest, and that the commit charge adds up.
+func TestAddrSpaceInvariants(t *testing.T) {
+	as := newTestAS(64<<20, 24<<20)
+	as.brkStart, as.brk = 4<<20, 4<<20
+	rng := uint64(12345)
+	next := func(n uint64) uint64 {
+		rng ^= rng << 13
+		rng ^= rng >> 7
+		rng ^= rng << 17
+		return rng % n
+	}
+	prots := []int{0, unix.PROT_READ, unix.PROT_READ | unix.PROT_WRITE, unix.PROT_READ | unix.PROT_EXEC}
+	for i := 0; i < 5000; i++ {
+		addr := userBase + next(60<<20)&^(pageSize-1)
+		n := (1 + next(256)) * pageSize
+		switch next(5) {
+		case 0:
+			as.mmap(0, n, prots[next(4)], false, false, false, -1, "", 0, 0)
+		case 1:
+			as.mmap(addr, n, prots[next(4)], true, false, false, -1, "", 0, 0)
+		case 2:
+			as.munmap(addr, n)
+		case 3:
+			as.mprotect(addr, n, prots[next(4)])
+		case 4:
+			as.setBrk(4<<20 + next(8<<20))
+		}
+		var sum uint64
+		for j, v := range as.vmas {
+			if v.start >= v.end || v.start < userBase || v.end > as.size || v.start%pageSize != 0 || v.end%pageSize != 0 {
+				t.Fatalf("step %d: bad vma %+v", i, v)
+			}
+			if j > 0 && as.vmas[j-1].end > v.start {
+				t.Fatalf("step %d: overlap %+v %+v", i, as.vmas[j-1], v)
+			}
+			if v.committed() {
+				sum += v.end - v.start
+			}
+		}
+		if sum != as.committed {
+			t.Fatalf("step %d: committed %d, vmas add up to %d", i, as.committed, sum)
+		}
+		if as.committed > as.limit {
+			t.Fatalf("step %d: committed %d over the limit %d", i, as.committed, as.limit)
+		}
+	}
+}
