@@ -295,10 +295,10 @@ func (s *Store) call(ctx context.Context, method, path string, query url.Values,
 	return s.do(ctx, method, path, query, body, contentType)
 }
 
-// Health implements store.Store: GET / answers.
+// Health implements store.Store: the activations database answers to our credentials.
 func (s *Store) Health(ctx context.Context) error {
 	return s.retry(ctx, func(ctx context.Context, _ bool) error {
-		resp, body, err := s.do(ctx, http.MethodGet, "/", nil, nil, "")
+		resp, body, err := s.call(ctx, http.MethodGet, "/"+url.PathEscape(s.cfg.ActivationsDB), nil, nil, "")
 		if err != nil {
 			return fmt.Errorf("couchdb: health: %w", err)
 		}

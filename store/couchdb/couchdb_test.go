@@ -2,7 +2,12 @@ package couchdb
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/seuss-go/seuss/activation"
 
 	"github.com/seuss-go/seuss/store"
 	"github.com/seuss-go/seuss/store/internal/peers"
@@ -62,5 +67,29 @@ func TestConfigFromEnv(t *testing.T) {
 	env["CONFIG_whisk_couchdb_port"] = "x"
 	if _, err := ConfigFromEnv(func(k string) string { return env[k] }); err == nil {
 		t.Fatal("bad port accepted")
+	}
+}
+
+// Wrong credentials are a configuration error, not an outage to wait out.
+func TestWrongPassword(t *testing.T) {
+	p := peers.StartPouch(t)
+	_, err := Open(context.Background(), Config{
+		Host: "127.0.0.1", Port: p.Port, Username: peers.AdminUser, Password: "wrong",
+		WhisksDB: "w_whisks", ActivationsDB: "w_activations",
+	})
+	if err == nil || errors.Is(err, activation.ErrUnavailable) || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("open with a wrong password: %v", err)
+	}
+}
+
+// Nothing listening: Open fails as unavailable, after its retries.
+func TestNoServer(t *testing.T) {
+	_, err := Open(context.Background(), Config{
+		Host: "127.0.0.1", Port: peers.FreePort(t), Username: "u", Password: "p",
+		WhisksDB: "w", ActivationsDB: "a",
+		Retry: store.Retry{Attempts: 2, Timeout: time.Second, Backoff: 10 * time.Millisecond},
+	})
+	if !errors.Is(err, activation.ErrUnavailable) {
+		t.Fatalf("open without a server: %v", err)
 	}
 }
