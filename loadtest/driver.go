@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/seuss-go/seuss/activation"
+	"github.com/seuss-go/seuss/kafka"
+)
+
+// sample is one activation as the load generator saw it.
+type sample struct {
+	Seq    int
+	ID     string
+	Action string
+
+	Sent       time.Time // before the message was produced to invoker{N}
+	Result     time.Time // the result ack (ResultMessage or Combined) was read
+	Completion time.Time // the completion ack (CompletionMessage or Combined) was read
+
+	Path   string // the record's seuss.path annotation
+	Status int    // the record's response.statusCode; -1 until known
+	FnUS   float64
+
+	// Counts of acks received, to check that each was acked exactly once.
+	Results, Completions int
+
+	// From the in-process invoker's executor (zero when external).
+	ExecTime, RunTime time.Duration
+
+	done chan struct{}
+}
+
+// E2E is Kafka in → result ack out, as the load generator measures it.
+func (s *sample) E2E() time.Duration {
+	if s.Result.IsZero() {
+		return 0
+	}
+	return s.Result.Sub(s.Sent)
+}
+
+// driver sends ActivationMessages to invoker{N} and matches the acks read on
+// completed{C}.
+type driver struct {
+	sut    *sut
+	prod   *kafka.Producer
+	reader *kafkago.Reader
+	topic  string
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	byID    map[string]*sample
+	strays  int // acks for activations this run did not send
+	decodeE int
+
+	acked atomic.Int64 // samples with both acks
+}
+
+func newDriver(ctx context.Context, s *sut, log *slog.Logger) (*driver, error) {
+	ackTopic := kafka.CompletedTopic(s.Controller)
+	// Start reading acks at the current end of completed{C}, found before anything is
+	// sent, so that no ack of this run is missed and none of an earlier one is read.
+	conn, err := kafkago.DialLeader(ctx, "tcp", s.Brokers[0], ackTopic, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", ackTopic, err)
+	}
+	last, err := conn.ReadLastOffset()
+	conn.Close()
+	if err != nil {
+		return nil, fmt.Errorf("last offset of %s: %w", ackTopic, err)
+	}
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:   s.Brokers,
+		Topic:     ackTopic,
+		Partition: 0,
+		MinBytes:  1,
+		MaxBytes:  4 * kafka.MaxMessageBytes,
+		MaxWait:   100 * time.Millisecond,
+	})
+	if err := r.SetOffset(last); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return &driver{
+		sut:    s,
+		prod:   kafka.NewProducer(s.Brokers, log),
+		reader: r,
+		topic:  kafka.InvokerTopic(s.InvokerID),
+		log:    log,
+		byID:   map[string]*sample{},
+	}, nil
+}
+
+func (d *driver) Close() {
+	d.prod.Close()
+	d.reader.Close()
+}
+
+// readAcks reads completed{C} until ctx is done.
+func (d *driver) readAcks(ctx context.Context) {
+	for {
+		m, err := d.reader.ReadMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d.log.Warn("reading acks", "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		d.handleAck(time.Now(), m.Value)
+	}
+}
+
+// ackFields are the fields of the three ack shapes that tell them apart.
+type ackFields struct {
+	ActivationID  string          `json:"activationId"`
+	Response      json.RawMessage `json:"response"`
+	IsSystemError *bool           `json:"isSystemError"`
+}
+
+// fnResult is the function's own result.
+type fnResult struct {
+	FnUS float64 `json:"fn_us"`
+}
+
+func (d *driver) handleAck(now time.Time, b []byte) {
+	var a ackFields
+	if err := json.Unmarshal(b, &a); err != nil {
+		d.mu.Lock()
+		d.decodeE++
+		d.mu.Unlock()
+		return
+	}
+	isResult := len(a.Response) > 0
+	isCompletion := a.IsSystemError != nil
+	id := a.ActivationID
+	var rec *activation.WhiskActivation
+	if isResult {
+		if a.Response[0] == '{' {
+			rec = &activation.WhiskActivation{}
+			if json.Unmarshal(a.Response, rec) != nil {
+				rec = nil
+			} else {
+				id = rec.ActivationID
+			}
+		} else {
+			_ = json.Unmarshal(a.Response, &id)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.byID[id]
+	if s == nil {
+		d.strays++
+		return
+	}
+	if isResult {
+		s.Results++
+		if s.Result.IsZero() {
+			s.Result = now
+		}
+		if rec != nil {
+			s.Status = rec.Response.StatusCode
+			if p := rec.Annotation("seuss.path"); p != nil {
+				_ = json.Unmarshal(p, &s.Path)
+			}
+			var r fnResult
+			if json.Unmarshal(rec.Response.Result, &r) == nil {
+				s.FnUS = r.FnUS
+			}
+		}
+	}
+	if isCompletion {
+		s.Completions++
+		if s.Completion.IsZero() {
+			s.Completion = now
+		}
+	}
+	if s.Results >= 1 && s.Completions >= 1 && s.done != nil {
+		close(s.done)
+		s.done = nil
+		d.acked.Add(1)
+	}
+}
+
+// send produces one blocking ActivationMessage for a and registers s under its id.
+func (d *driver) send(ctx context.Context, s *sample, a action, params json.RawMessage) error {
+	s.ID = newActivationID()
+	s.Action = a.Name
+	s.Status = -1
+	s.done = make(chan struct{})
+	rev := a.Rev
+	now := time.Now()
+	m := &activation.ActivationMessage{
+		TransID:  activation.NewTransactionID(newActivationID(), now.UnixMilli()),
+		Action:   activation.FullyQualifiedEntityName{Path: guestNamespace, Name: a.Name, Version: "0.0.1"},
+		Revision: &rev,
+		User: activation.Identity{
+			Subject:   guestNamespace,
+			Namespace: activation.Namespace{Name: guestNamespace, UUID: guestUUID},
+			AuthKey:   activation.AuthKey{APIKey: guestUUID + ":" + guestKey},
+			Rights:    []string{"READ", "PUT", "DELETE", "ACTIVATE"},
+			Limits:    json.RawMessage(`{}`),
+		},
+		ActivationID:        s.ID,
+		RootControllerIndex: activation.ControllerInstanceID{AsString: d.sut.Controller, InstanceType: "controller"},
+		Blocking:            true,
+		Content:             params,
+		InitArgs:            []string{},
+		LockedArgs:          map[string]string{},
+	}
+	b, err := activation.Marshal(m)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.byID[s.ID] = s
+	d.mu.Unlock()
+	s.Sent = time.Now()
+	return d.prod.Send(ctx, d.topic, b)
+}
+
+// wait blocks until s has both acks or ctx is done.
+func (d *driver) wait(ctx context.Context, s *sample) error {
+	d.mu.Lock()
+	ch := s.done
+	d.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// loadSpec is how a workload is offered.
+type loadSpec struct {
+	Parallel int     // closed loop: this many outstanding activations
+	Rate     float64 // open loop: activations per second; < 0 means all at once (burst)
+	Timeout  time.Duration
+	Progress func(acked, total int)
+}
+
+// runLoad sends one activation per entry of idx (an index into actions) and waits for
+// their acks. It returns the samples in send order.
+func (d *driver) runLoad(ctx context.Context, actions []action, idx []int, params json.RawMessage, ls loadSpec) ([]*sample, error) {
+	samples := make([]*sample, len(idx))
+	for i := range samples {
+		samples[i] = &sample{Seq: i}
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	readerDone := make(chan struct{})
+	go func() { defer close(readerDone); d.readAcks(rctx) }()
+	defer func() { rcancel(); <-readerDone }()
+
+	tctx, cancel := context.WithTimeout(ctx, ls.Timeout)
+	defer cancel()
+
+	stopProgress := make(chan struct{})
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		if ls.Progress == nil {
+			return
+		}
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				ls.Progress(int(d.acked.Load()), len(idx))
+				return
+			case <-t.C:
+				ls.Progress(int(d.acked.Load()), len(idx))
+			}
+		}
+	}()
+	defer func() { close(stopProgress); <-progressDone }()
+
+	var firstErr error
+	var errMu sync.Mutex
+	fail := func(err error) {
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
+	}
+	var wg sync.WaitGroup
+	if ls.Rate == 0 {
+		// Closed loop: Parallel workers, each with one activation outstanding.
+		var next atomic.Int64
+		for w := 0; w < max(ls.Parallel, 1); w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(idx) || tctx.Err() != nil {
+						return
+					}
+					s := samples[i]
+					if err := d.send(tctx, s, actions[idx[i]], params); err != nil {
+						fail(fmt.Errorf("send activation %d: %w", i, err))
+						return
+					}
+					if err := d.wait(tctx, s); err != nil {
+						fail(fmt.Errorf("activation %d (%s) not acked: %w", i, s.ID, err))
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	} else {
+		// Open loop: send on schedule whatever the acks do; then wait for all acks.
+		start := time.Now()
+		for i := range idx {
+			if ls.Rate > 0 {
+				at := start.Add(time.Duration(float64(i) / ls.Rate * float64(time.Second)))
+				if dl := time.Until(at); dl > 0 {
+					select {
+					case <-time.After(dl):
+					case <-tctx.Done():
+					}
+				}
+			}
+			if tctx.Err() != nil {
+				break
+			}
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				if err := d.send(tctx, samples[i], actions[idx[i]], params); err != nil {
+					fail(fmt.Errorf("send activation %d: %w", i, err))
+				}
+			}(i)
+		}
+		wg.Wait()
+		for _, s := range samples {
+			if s.ID == "" {
+				continue
+			}
+			if err := d.wait(tctx, s); err != nil {
+				fail(fmt.Errorf("activation %d (%s) not acked: %w", s.Seq, s.ID, err))
+				break
+			}
+		}
+	}
+	// Linger briefly for duplicate acks, so that "exactly once" is checked, not hoped.
+	select {
+	case <-time.After(300 * time.Millisecond):
+	case <-ctx.Done():
+	}
+	if firstErr == nil && tctx.Err() != nil {
+		firstErr = errors.New("run timed out")
+	}
+	d.mu.Lock()
+	for _, s := range samples {
+		if d.sut.Exec != nil && s.ID != "" {
+			if r, ok := d.sut.Exec.get(s.ID); ok {
+				s.ExecTime, s.RunTime = r.Exec, r.Run
+				if s.Path == "" {
+					s.Path = string(r.Path)
+				}
+			}
+		}
+	}
+	d.mu.Unlock()
+	return samples, firstErr
+}
+
+func newActivationID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

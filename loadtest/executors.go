@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/seuss-go/seuss/activation"
+	"github.com/seuss-go/seuss/runtimes/process"
+)
+
+// The executors a run can target, by name. The process baseline is registered below;
+// the UC executor registers "seuss" (snapshots on) and "boot" (snapshots off) with one
+// line each once package snapshots provides them, e.g. in a file snapshots.go:
+//
+//	func init() {
+//		register(target{Name: "seuss", Snapshots: true, New: newSnapshots(true)})
+//		register(target{Name: "boot", New: newSnapshots(false)})
+//	}
+//
+// Until then those names are "planned": they are listed, and choosing one says clearly
+// that it is not available yet.
+var targets = map[string]*target{}
+
+// target is one executor the load generator can run a workload against.
+type target struct {
+	Name string
+	// New builds a fresh executor; the returned func releases it.
+	New func(ctx context.Context, o execOptions) (activation.Executor, func() error, error)
+	// Snapshots: the executor deploys by C and W (function snapshots); deploy then
+	// measures W by dropping hot instances between runs.
+	Snapshots bool
+	// Unavailable, when set, says why New cannot be used yet.
+	Unavailable string
+}
+
+// execOptions are what the load generator asks of an executor.
+type execOptions struct {
+	// MemoryBudgetMB bounds the memory of live instances (the invoker's user memory).
+	MemoryBudgetMB int
+	// TempDir is a directory the executor may use (launchers, snapshots).
+	TempDir string
+}
+
+// dropper is implemented by executors that can end their idle instances at once
+// (process.Executor.DropIdle); deploy uses it to force the W path.
+type dropper interface{ DropIdle() int }
+
+// register adds t, replacing a planned entry of the same name.
+func register(t target) { targets[t.Name] = &t }
+
+// defaultTarget is what runs when no --target is given: seuss when it is available.
+const defaultTarget = "seuss"
+
+const notYet = "not available yet: the UC executor with snapshots (package snapshots) is not built; use --target process"
+
+func init() {
+	register(target{Name: "process", New: newProcess})
+	// Planned until package snapshots registers the real ones (see above).
+	register(target{Name: "seuss", Snapshots: true, Unavailable: notYet})
+	register(target{Name: "boot", Unavailable: notYet})
+}
+
+func newProcess(_ context.Context, o execOptions) (activation.Executor, func() error, error) {
+	e, err := process.New(process.Config{MemoryBudgetMB: o.MemoryBudgetMB, TempDir: o.TempDir})
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, e.Close, nil
+}
+
+// lookupTarget returns the named target, or an error that says what is available.
+func lookupTarget(name string) (*target, error) {
+	t, ok := targets[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown target %q (known: %s)", name, strings.Join(targetNames(), ", "))
+	}
+	if t.Unavailable != "" {
+		return nil, fmt.Errorf("target %s: %s", name, t.Unavailable)
+	}
+	return t, nil
+}
+
+// resolveDefault picks the default target: seuss, else process with a note.
+func resolveDefault(explicit string) (name, note string) {
+	if explicit != "" {
+		return explicit, ""
+	}
+	if t := targets[defaultTarget]; t != nil && t.Unavailable == "" {
+		return defaultTarget, ""
+	}
+	return "process", "note: target seuss is " + notYet[:strings.Index(notYet, ";")] + "; running the process baseline"
+}
+
+func targetNames() []string {
+	var out []string
+	for n, t := range targets {
+		if t.Unavailable != "" {
+			n += " (not available yet)"
+		}
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
