@@ -24,6 +24,26 @@
 //	                     the brk heap after the program
 //	[..., size-8 MiB)    mmap area, allocated top-down (ld.so, libraries, anonymous memory)
 //	[size-8 MiB, size)   the initial thread's stack
+//
+// The guest can touch every page of its address space without asking (the page tables are
+// static), so the address-space size bounds its host memory; Config.Memory is the commit
+// limit the library OS enforces on mmap, brk and mprotect.
+//
+// System calls: a `syscall` instruction enters the stub at LSTAR; the first call from each
+// site rewrites that site into the stub's own 2-byte port write, so later calls from it cost
+// one trap under PVM instead of two (Thread.syscall). Under hardware VMX the stub runs at
+// CPL0 and returns with sysretq; under PVM it stays at CPL3 and the VMM returns by writing
+// RIP and RFLAGS. HostMode probes which, once per process.
+//
+// What a snapshot (a later package) needs, and where it is: guest memory is VM.mem, one
+// host mapping (file mappings of runtime text are recorded per vma with their guest path
+// and offset); per thread, the vCPU's registers, XSAVE area (getXSAVE) and MSRs, with the
+// FS/GS bases mirrored in Thread and the library OS's per-thread state in threadState;
+// the library OS's state is Kernel: the vma list, brk and commit charge (addrSpace), the
+// descriptor table (each open file description keeps the guest path it was opened by, so
+// root files can be reopened), cwd, umask, signal actions, /tmp (tmpFS: plain maps and
+// byte slices), futex waiters. Quiescence: Pause returns once no thread is inside KVM_RUN;
+// threads blocked in a handler (read(0) of the next request) stay there.
 package unikernel
 
 import (
