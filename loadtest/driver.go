@@ -253,6 +253,11 @@ type loadSpec struct {
 	Rate     float64 // open loop: activations per second; < 0 means all at once (burst)
 	Timeout  time.Duration
 	Progress func(acked, total int)
+	// Linger is how long acks are still read after the last one, to catch duplicates;
+	// 0 means 300 ms.
+	Linger time.Duration
+	// Before, when set, is called before activation i is sent (closed loop).
+	Before func(i int)
 }
 
 // runLoad sends one activation per entry of idx (an index into actions) and waits for
@@ -314,6 +319,9 @@ func (d *driver) runLoad(ctx context.Context, actions []action, idx []int, param
 						return
 					}
 					s := samples[i]
+					if ls.Before != nil {
+						ls.Before(i)
+					}
 					if err := d.send(tctx, s, actions[idx[i]], params); err != nil {
 						fail(fmt.Errorf("send activation %d: %w", i, err))
 						return
@@ -362,8 +370,12 @@ func (d *driver) runLoad(ctx context.Context, actions []action, idx []int, param
 		}
 	}
 	// Linger briefly for duplicate acks, so that "exactly once" is checked, not hoped.
+	linger := ls.Linger
+	if linger <= 0 {
+		linger = 300 * time.Millisecond
+	}
 	select {
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(linger):
 	case <-ctx.Done():
 	}
 	if firstErr == nil && tctx.Err() != nil {

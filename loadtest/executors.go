@@ -15,7 +15,7 @@ import (
 // line each once package snapshots provides them, e.g. in a file snapshots.go:
 //
 //	func init() {
-//		register(target{Name: "seuss", Snapshots: true, New: newSnapshots(true)})
+//		register(target{Name: "seuss", Snapshots: true, New: newSnapshots(true), SnapshotBytes: snapshotBytes})
 //		register(target{Name: "boot", New: newSnapshots(false)})
 //	}
 //
@@ -31,6 +31,13 @@ type target struct {
 	// Snapshots: the executor deploys by C and W (function snapshots); deploy then
 	// measures W by dropping hot instances between runs.
 	Snapshots bool
+	// SnapshotBytes, for executors with a function-snapshot cache, returns the bytes
+	// each cached function snapshot holds of its own (private pages and state, not what
+	// it shares with the runtime snapshot); density fills the cache with it.
+	SnapshotBytes func(e activation.Executor) ([]int64, error)
+	// LiveBytes returns the private bytes of each live (hot or running) instance, for
+	// deploy's live_uc_private_kib_p50; nil for executors that are not UCs.
+	LiveBytes func(e activation.Executor) ([]int64, error)
 	// Unavailable, when set, says why New cannot be used yet.
 	Unavailable string
 }

@@ -48,6 +48,8 @@ func (s *sut) Close() error {
 
 type stackOptions struct {
 	UserMemoryMB int
+	// ExecBudgetMB is the executor's memory budget; 0 means UserMemoryMB.
+	ExecBudgetMB int
 	Controller   string
 	Logger       *slog.Logger
 }
@@ -93,7 +95,11 @@ func startInProcess(ctx context.Context, t *target, o stackOptions) (s *sut, err
 	}
 	closers = append(closers, db.Close)
 
-	exec, closeExec, err := t.New(ctx, execOptions{MemoryBudgetMB: o.UserMemoryMB, TempDir: dir})
+	budget := o.ExecBudgetMB
+	if budget <= 0 {
+		budget = o.UserMemoryMB
+	}
+	exec, closeExec, err := t.New(ctx, execOptions{MemoryBudgetMB: budget, TempDir: dir})
 	if err != nil {
 		return nil, fmt.Errorf("executor %s: %w", t.Name, err)
 	}
