@@ -25,6 +25,7 @@ type sample struct {
 	Action string
 
 	Sent       time.Time // before the message was produced to invoker{N}
+	InKafka    time.Time // the broker acknowledged the message (the produce call returned)
 	Result     time.Time // the result ack (ResultMessage or Combined) was read
 	Completion time.Time // the completion ack (CompletionMessage or Combined) was read
 
@@ -41,12 +42,24 @@ type sample struct {
 	done chan struct{}
 }
 
-// E2E is Kafka in → result ack out, as the load generator measures it.
+// E2E is produce → result ack read, as the load generator measures it: the latency a
+// controller would see, including the load generator's own produce call.
 func (s *sample) E2E() time.Duration {
 	if s.Result.IsZero() {
 		return 0
 	}
 	return s.Result.Sub(s.Sent)
+}
+
+// FromKafka is message in Kafka (the produce call returned) → result ack read. The
+// invoker may have fetched the message before the produce call returns, so this can
+// undercount by up to the produce call's return trip; E2E overcounts by the produce
+// call's batching delay. The two bound the invoker's share.
+func (s *sample) FromKafka() time.Duration {
+	if s.Result.IsZero() || s.InKafka.IsZero() {
+		return 0
+	}
+	return s.Result.Sub(s.InKafka)
 }
 
 // driver sends ActivationMessages to invoker{N} and matches the acks read on
@@ -228,7 +241,12 @@ func (d *driver) send(ctx context.Context, s *sample, a action, params json.RawM
 	d.byID[s.ID] = s
 	d.mu.Unlock()
 	s.Sent = time.Now()
-	return d.prod.Send(ctx, d.topic, b)
+	err = d.prod.Send(ctx, d.topic, b)
+	now = time.Now()
+	d.mu.Lock()
+	s.InKafka = now
+	d.mu.Unlock()
+	return err
 }
 
 // wait blocks until s has both acks or ctx is done.

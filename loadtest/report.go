@@ -27,9 +27,10 @@ type targetResult struct {
 	Failed             int // acked with a status other than success
 	Strays             int
 	ThroughputPerS     float64
-	P50, P90, P99      float64 // ms, end to end (Kafka in → result ack)
+	P50, P90, P99      float64 // ms, end to end (produce → result ack)
 	Paths              map[string]int
 	OverheadHP50       float64 // ms: H-path end to end minus the function's own time
+	OverheadKafkaHP50  float64 // ms: the same from the message being in Kafka
 	InvokerOverheadP50 float64 // ms: H-path executor time minus the function's own time (in-process)
 	HasOverhead        bool
 }
@@ -37,7 +38,7 @@ type targetResult struct {
 func summarize(target string, samples []*sample, strays int, err error) *targetResult {
 	r := &targetResult{Target: target, Samples: samples, Err: err, Strays: strays,
 		Paths: map[string]int{"H": 0, "W": 0, "C": 0, "B": 0}}
-	var lat, overH, invH []float64
+	var lat, overH, overK, invH []float64
 	for _, s := range samples {
 		if s.ID == "" {
 			continue
@@ -67,6 +68,7 @@ func summarize(target string, samples []*sample, strays int, err error) *targetR
 		}
 		if s.Path == "H" && s.Status == 0 {
 			overH = append(overH, e2e-s.FnUS/1000)
+			overK = append(overK, ms(s.FromKafka())-s.FnUS/1000)
 			if s.ExecTime > 0 {
 				invH = append(invH, ms(s.ExecTime)-s.FnUS/1000)
 			}
@@ -79,6 +81,7 @@ func summarize(target string, samples []*sample, strays int, err error) *targetR
 	if len(overH) > 0 {
 		r.HasOverhead = true
 		r.OverheadHP50 = pct(overH, 50)
+		r.OverheadKafkaHP50 = pct(overK, 50)
 		r.InvokerOverheadP50 = pct(invH, 50)
 	}
 	return r
@@ -172,15 +175,15 @@ func fmtMS(f float64) string {
 func writeTable(w io.Writer, scenario string, rs []*targetResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(w, "scenario %s\n", scenario)
-	fmt.Fprintln(tw, "target\tsent\tacked\tfailed\tdup\tmissing\tthroughput/s\tp50 ms\tp90 ms\tp99 ms\tH\tW\tC\tB\tH overhead p50 ms\tinvoker-only p50 ms\t")
+	fmt.Fprintln(tw, "target\tsent\tacked\tfailed\tdup\tmissing\tthroughput/s\tp50 ms\tp90 ms\tp99 ms\tH\tW\tC\tB\tH overhead p50 ms\tfrom in-Kafka\texecutor-only\t")
 	for _, r := range rs {
-		over, inv := "-", "-"
+		over, overK, inv := "-", "-", "-"
 		if r.HasOverhead {
-			over, inv = fmtMS(r.OverheadHP50), fmtMS(r.InvokerOverheadP50)
+			over, overK, inv = fmtMS(r.OverheadHP50), fmtMS(r.OverheadKafkaHP50), fmtMS(r.InvokerOverheadP50)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n",
 			r.Target, r.Sent, r.Acked, r.Failed, r.Duplicates, r.Missing, r.ThroughputPerS,
-			fmtMS(r.P50), fmtMS(r.P90), fmtMS(r.P99), r.Paths["H"], r.Paths["W"], r.Paths["C"], r.Paths["B"], over, inv)
+			fmtMS(r.P50), fmtMS(r.P90), fmtMS(r.P99), r.Paths["H"], r.Paths["W"], r.Paths["C"], r.Paths["B"], over, overK, inv)
 	}
 	tw.Flush()
 	by := map[string]*targetResult{}
@@ -200,7 +203,7 @@ func writeTable(w io.Writer, scenario string, rs []*targetResult) {
 // csvHeader is the per-activation CSV's columns. Times are ms; sent_ms is relative to
 // the target's first send; exec_ms and run_ms are the in-process invoker's own numbers.
 var csvHeader = []string{"target", "seq", "activation_id", "action", "path", "status",
-	"sent_ms", "e2e_ms", "completion_ms", "fn_ms", "overhead_ms", "exec_ms", "run_ms", "results", "completions"}
+	"sent_ms", "e2e_ms", "from_kafka_ms", "completion_ms", "fn_ms", "overhead_ms", "exec_ms", "run_ms", "results", "completions"}
 
 func writeCSV(path string, rs []*targetResult) error {
 	f, err := os.Create(path)
@@ -215,9 +218,10 @@ func writeCSV(path string, rs []*targetResult) error {
 			if s.ID == "" {
 				continue
 			}
-			e2e, comp, over := "", "", ""
+			e2e, fromK, comp, over := "", "", "", ""
 			if !s.Result.IsZero() {
 				e2e = f3(ms(s.E2E()))
+				fromK = f3(ms(s.FromKafka()))
 				over = f3(ms(s.E2E()) - s.FnUS/1000)
 			}
 			if !s.Completion.IsZero() {
@@ -228,7 +232,7 @@ func writeCSV(path string, rs []*targetResult) error {
 				execMS, runMS = f3(ms(s.ExecTime)), f3(ms(s.RunTime))
 			}
 			w.Write([]string{r.Target, strconv.Itoa(s.Seq), s.ID, s.Action, s.Path, strconv.Itoa(s.Status),
-				f3(ms(s.Sent.Sub(r.Start))), e2e, comp, f3(s.FnUS / 1000), over, execMS, runMS,
+				f3(ms(s.Sent.Sub(r.Start))), e2e, fromK, comp, f3(s.FnUS / 1000), over, execMS, runMS,
 				strconv.Itoa(s.Results), strconv.Itoa(s.Completions)})
 		}
 	}
