@@ -470,9 +470,7 @@ func (e *pipeEnd) read(k *Kernel, b []byte) (int, unix.Errno) {
 		if e.nonblock != nil && e.nonblock.Load() {
 			return 0, unix.EAGAIN
 		}
-		select {
-		case <-ch:
-		case <-k.stopped:
+		if !k.asleep(ch) {
 			return 0, unix.EINTR
 		}
 	}

@@ -24,6 +24,8 @@ type Kernel struct {
 	stopped <-chan struct{}
 	// exitGroup ends the UC with a status (called by exit_group, fatal signals).
 	exitGroup func(status int)
+	// threads creates and ends guest threads (nil: single-threaded, in unit tests).
+	threads threadOps
 
 	mu         sync.Mutex
 	cwd        string
@@ -33,17 +35,23 @@ type Kernel struct {
 	argv0      string
 
 	pid     int
+	nextTID int // last thread id handed out (guarded by the UC's mu)
 	start   time.Time
 	futexes futexTable
 
 	outBytes     atomic.Int64
 	outTruncated atomic.Bool
 
+	// sleeping counts threads asleep in a restartable wait (see asleep in quiesce.go):
+	// snapshots capture a UC only when every thread inside a system call is asleep.
+	sleeping atomic.Int32
+
 	// Statistics.
 	counts        [512]atomic.Uint64
 	other         atomic.Uint64
 	unknownMu     sync.Mutex
 	unknownLogged map[uint64]bool
+	warned        sync.Map // warnOnce keys
 	// hostMadvise drops host pages (MADV_DONTNEED) of guest memory; nil in tests.
 	hostMadvise func(addr, n uint64) error
 }
@@ -54,6 +62,7 @@ func newKernel(cfg *Config, as *addrSpace, root *rootFS, stopped <-chan struct{}
 		log: cfg.Log, stopped: stopped, cwd: "/", umask: 0o022, pid: 2, start: time.Now(),
 		unknownLogged: map[uint64]bool{},
 	}
+	k.nextTID = k.pid
 	if cfg.Cwd != "" {
 		k.cwd = cfg.Cwd
 	}
@@ -115,15 +124,4 @@ type threadState struct {
 	rseq       uint64
 	exiting    bool
 	exitStatus int
-}
-
-// futexTable holds futex waiters by guest address.
-type futexTable struct {
-	mu      sync.Mutex
-	waiters map[uint64][]*futexWaiter
-}
-
-type futexWaiter struct {
-	bitset uint32
-	ch     chan struct{}
 }

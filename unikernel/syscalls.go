@@ -44,7 +44,9 @@ var syscallTable = map[uint64]handler{
 	unix.SYS_DUP2:              sysDup2,
 	unix.SYS_NANOSLEEP:         sysNanosleep,
 	unix.SYS_GETPID:            sysGetpid,
-	unix.SYS_EXIT:              sysExit,
+	unix.SYS_EXIT:              sysExitThread,
+	unix.SYS_CLONE:             sysClone,
+	unix.SYS_CLONE3:            sysClone3,
 	unix.SYS_UNAME:             sysUname,
 	unix.SYS_FCNTL:             sysFcntl,
 	unix.SYS_FTRUNCATE:         sysFtruncate,
@@ -1329,11 +1331,6 @@ func sysKill(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
 
 // --- process and thread ---
 
-func sysExit(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
-	// Single-threaded for now: the last thread's exit ends the process.
-	return sysExitGroup(k, t, a)
-}
-
 func sysExitGroup(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
 	st := t.state()
 	st.exiting = true
@@ -1627,120 +1624,4 @@ func sysClockNanosleep(k *Kernel, _ sysThread, a *[6]uint64) (uint64, unix.Errno
 		d -= time.Duration(now.Nano())
 	}
 	return 0, k.sleep(d)
-}
-
-// --- futex ---
-
-func sysFutex(k *Kernel, _ sysThread, a *[6]uint64) (uint64, unix.Errno) {
-	const (
-		wait, wake, waitBitset, wakeBitset = 0, 1, 9, 10
-		private, realtime                  = 128, 256
-	)
-	addr, op, val := a[0], a[1]&^(private|realtime), uint32(a[2])
-	if addr%4 != 0 {
-		return 0, unix.EINVAL
-	}
-	switch op {
-	case wait, waitBitset:
-		bitset := uint32(0xffffffff)
-		if op == waitBitset {
-			bitset = uint32(a[5])
-			if bitset == 0 {
-				return 0, unix.EINVAL
-			}
-		}
-		var timeout time.Duration = -1
-		if a[3] != 0 {
-			d, e := k.getTimespec(a[3])
-			if e != 0 {
-				return 0, e
-			}
-			timeout = d
-			if op == waitBitset {
-				clock := uint64(unix.CLOCK_MONOTONIC)
-				if a[1]&realtime != 0 {
-					clock = unix.CLOCK_REALTIME
-				}
-				now, _ := k.now(clock)
-				timeout = d - time.Duration(now.Nano())
-			}
-		}
-		return 0, k.futexWait(addr, val, bitset, timeout)
-	case wake, wakeBitset:
-		bitset := uint32(0xffffffff)
-		if op == wakeBitset {
-			bitset = uint32(a[5])
-		}
-		return uint64(k.futexWake(addr, int(val), bitset)), 0
-	}
-	return 0, unix.ENOSYS
-}
-
-func (k *Kernel) futexWait(addr uint64, val, bitset uint32, timeout time.Duration) unix.Errno {
-	k.futexes.mu.Lock()
-	b, e := k.as.in(addr, 4)
-	if e != 0 {
-		k.futexes.mu.Unlock()
-		return e
-	}
-	if binary.LittleEndian.Uint32(b) != val {
-		k.futexes.mu.Unlock()
-		return unix.EAGAIN
-	}
-	w := &futexWaiter{bitset: bitset, ch: make(chan struct{})}
-	k.futexes.waiters[addr] = append(k.futexes.waiters[addr], w)
-	k.futexes.mu.Unlock()
-	var tc <-chan time.Time
-	if timeout >= 0 {
-		tm := time.NewTimer(timeout)
-		defer tm.Stop()
-		tc = tm.C
-	}
-	select {
-	case <-w.ch:
-		return 0
-	case <-tc:
-		k.futexRemove(addr, w)
-		return unix.ETIMEDOUT
-	case <-k.stopped:
-		k.futexRemove(addr, w)
-		return unix.EINTR
-	}
-}
-
-func (k *Kernel) futexRemove(addr uint64, w *futexWaiter) {
-	k.futexes.mu.Lock()
-	defer k.futexes.mu.Unlock()
-	ws := k.futexes.waiters[addr]
-	for i, x := range ws {
-		if x == w {
-			k.futexes.waiters[addr] = append(ws[:i:i], ws[i+1:]...)
-			break
-		}
-	}
-	if len(k.futexes.waiters[addr]) == 0 {
-		delete(k.futexes.waiters, addr)
-	}
-}
-
-func (k *Kernel) futexWake(addr uint64, n int, bitset uint32) int {
-	k.futexes.mu.Lock()
-	defer k.futexes.mu.Unlock()
-	ws := k.futexes.waiters[addr]
-	woke := 0
-	var keep []*futexWaiter
-	for _, w := range ws {
-		if woke < n && w.bitset&bitset != 0 {
-			close(w.ch)
-			woke++
-			continue
-		}
-		keep = append(keep, w)
-	}
-	if len(keep) == 0 {
-		delete(k.futexes.waiters, addr)
-	} else {
-		k.futexes.waiters[addr] = keep
-	}
-	return woke
 }

@@ -25,6 +25,11 @@ type Thread struct {
 
 	// inGuest is true while the thread may be in KVM_RUN (guarded by uc.mu).
 	inGuest bool
+	// inCall is true while the library OS serves one of the thread's system calls; the
+	// synced registers then hold the call's entry state (snapshots re-run the call).
+	inCall atomic.Bool
+	// gone: the thread called exit while others live on (its vCPU is reused).
+	gone bool
 }
 
 // TID implements sysThread.
@@ -113,6 +118,9 @@ func (t *Thread) loop() {
 		ok := t.handleExit(run)
 		uc.handlerNanos.Add(int64(time.Since(t1)))
 		if !ok {
+			if t.gone {
+				uc.threadGone(t)
+			}
 			return
 		}
 	}
@@ -125,7 +133,9 @@ func (t *Thread) handleExit(run *runMap) bool {
 	case exitIO:
 		dir, _, port, _, _ := run.io()
 		if dir == 1 && port == SyscallPort {
+			t.inCall.Store(true)
 			t.syscall(run)
+			t.inCall.Store(false)
 			return !t.ts.exiting
 		}
 		if dir == 1 && port == exceptionPort {
