@@ -31,6 +31,8 @@ type InvokerConfig struct {
 	RecordRetry  time.Duration
 	PingInterval time.Duration
 	DrainTimeout time.Duration
+	// SessionTimeout of the consumer group; zero means 30 s.
+	SessionTimeout time.Duration
 }
 
 // Invoker is an activation.Invoker fed by a Service: the whole invoker minus HTTP.
@@ -66,16 +68,17 @@ func NewInvoker(cfg InvokerConfig) (*Invoker, error) {
 		return nil, err
 	}
 	svc, err := NewService(ServiceConfig{
-		Brokers:      cfg.Brokers,
-		InstanceID:   cfg.ID,
-		Instance:     inv.Instance(),
-		Handler:      inv,
-		Producer:     p,
-		MaxInFlight:  inv.MaxConcurrent(),
-		PingInterval: cfg.PingInterval,
-		DrainTimeout: cfg.DrainTimeout,
-		Observer:     cfg.QueueDepth,
-		Logger:       cfg.Logger,
+		Brokers:        cfg.Brokers,
+		InstanceID:     cfg.ID,
+		Instance:       inv.Instance(),
+		Handler:        inv,
+		Producer:       p,
+		MaxInFlight:    inv.MaxConcurrent(),
+		PingInterval:   cfg.PingInterval,
+		DrainTimeout:   cfg.DrainTimeout,
+		SessionTimeout: cfg.SessionTimeout,
+		Observer:       cfg.QueueDepth,
+		Logger:         cfg.Logger,
 	})
 	if err != nil {
 		p.Close()

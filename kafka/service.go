@@ -38,6 +38,9 @@ type ServiceConfig struct {
 	PingInterval time.Duration
 	// DrainTimeout bounds how long shutdown waits for running activations; default 2 min.
 	DrainTimeout time.Duration
+	// SessionTimeout is the consumer group session timeout; default 30 s (OpenWhisk's
+	// session.timeout.ms). A dead invoker's partition moves to a new member after it.
+	SessionTimeout time.Duration
 	// Observer, optional, is told the number of messages in flight.
 	Observer func(inFlight int)
 	Logger   *slog.Logger
@@ -69,6 +72,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 2 * time.Minute
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -217,9 +223,9 @@ func (s *Service) consume(ctx context.Context) error {
 		QueueCapacity:     s.cfg.MaxInFlight,
 		StartOffset:       kafkago.FirstOffset, // auto.offset.reset=earliest
 		CommitInterval:    0,                   // synchronous commits, after the acks
-		SessionTimeout:    30 * time.Second,
-		HeartbeatInterval: 3 * time.Second,
-		RebalanceTimeout:  30 * time.Second,
+		SessionTimeout:    s.cfg.SessionTimeout,
+		HeartbeatInterval: max(s.cfg.SessionTimeout/10, 100*time.Millisecond),
+		RebalanceTimeout:  s.cfg.SessionTimeout,
 		JoinGroupBackoff:  500 * time.Millisecond,
 		ReadBackoffMin:    100 * time.Millisecond,
 		ReadBackoffMax:    2 * time.Second,

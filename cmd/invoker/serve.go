@@ -42,6 +42,7 @@ var serveEnv = []struct{ flag, env, help string }{
 	{"bbolt-path", "SEUSS_BBOLT_PATH", "bbolt store file"},
 	{"executor", "SEUSS_EXECUTOR", "process (host processes; the unikernel executor comes later)"},
 	{"drain-timeout", "SEUSS_DRAIN_TIMEOUT", "how long shutdown waits for running activations"},
+	{"kafka-session-timeout", "SEUSS_KAFKA_SESSION_TIMEOUT", "consumer group session timeout (OpenWhisk: 30s; kfake accepts 6s and more)"},
 	{"log-level", "SEUSS_LOG_LEVEL", "debug | info | warn | error"},
 }
 
@@ -58,6 +59,7 @@ func serveMain(ctx context.Context, args []string) (int, error) {
 	bboltPath := fs.String("bbolt-path", filepath.Join(".seuss", "store.db"), "")
 	executor := fs.String("executor", "process", "")
 	drain := fs.Duration("drain-timeout", 2*time.Minute, "")
+	session := fs.Duration("kafka-session-timeout", 30*time.Second, "")
 	logLevel := fs.String("log-level", "info", "")
 	for _, e := range serveEnv {
 		f := fs.Lookup(e.flag)
@@ -108,16 +110,17 @@ func serveMain(ctx context.Context, args []string) (int, error) {
 
 	m := metrics.New()
 	inv, err := kafka.NewInvoker(kafka.InvokerConfig{
-		Brokers:      kafka.SplitBrokers(*brokers),
-		ID:           *id,
-		UserMemoryMB: memMB,
-		Store:        st,
-		Executor:     ex,
-		Events:       *events,
-		Observer:     m,
-		QueueDepth:   m.QueueDepth,
-		Logger:       log,
-		DrainTimeout: *drain,
+		Brokers:        kafka.SplitBrokers(*brokers),
+		ID:             *id,
+		UserMemoryMB:   memMB,
+		Store:          st,
+		Executor:       ex,
+		Events:         *events,
+		Observer:       m,
+		QueueDepth:     m.QueueDepth,
+		Logger:         log,
+		DrainTimeout:   *drain,
+		SessionTimeout: *session,
 	})
 	if err != nil {
 		return 1, err
