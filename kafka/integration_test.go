@@ -203,3 +203,22 @@ func TestBrokerRestart(t *testing.T) {
 		t.Fatalf("acks %s", kindsOf(acks))
 	}
 }
+
+// TestGracefulShutdownDrains: stopping the invoker while activations run lets them
+// finish and be acked before it returns.
+func TestGracefulShutdownDrains(t *testing.T) {
+	e := newEnv(t)
+	rev := putAction(t, e.store, "slow", "nodejs:20", `function main(p) { return new Promise(r => setTimeout(() => r({i: p.i}), 300)) }`, nil)
+	var msgs []*activation.ActivationMessage
+	for i := 0; i < 4; i++ {
+		msgs = append(msgs, activationtest.Message("guest", "slow", rev, i%2 == 0, map[string]any{"i": i}))
+	}
+	c := e.ctrl
+	c.send(msgs...)
+	c.until("all four running", func() bool { return e.inv.Service.InFlight() == 4 })
+	e.stop()
+	for _, m := range msgs {
+		c.completed(m.ActivationID)
+		record(t, e.store, m.ActivationID)
+	}
+}
