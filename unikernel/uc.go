@@ -39,6 +39,12 @@ type UC struct {
 	ownVM bool
 	k     *Kernel
 	root  *rootFS
+	// stdin is fd 0's pipe (fed by Config.Stdin): snapshots save it as "stdin", not as a
+	// guest pipe, and bind the restored UC's own.
+	stdin *pipe
+	// track records, in a UC restored from a snapshot, the ranges remapped since (see
+	// snapshot.go); nil otherwise.
+	track *remapTracker
 
 	stopCh   chan struct{}
 	stopOnce sync.Once
@@ -57,6 +63,8 @@ type UC struct {
 	threads  []*Thread
 	alive    int
 	pauseReq bool
+	stopping bool // set by stop: no new threads
+	live     int  // guest threads that have not called exit
 	status   int
 	stopErr  error
 	started  time.Time
@@ -113,6 +121,7 @@ func NewOnVM(vm *VM, cfg Config) (*UC, error) {
 	}
 	uc.k = newKernel(&uc.cfg, as, root, uc.stopCh)
 	uc.k.exitGroup = uc.exitGroup
+	uc.k.threads = uc
 	uc.k.hostMadvise = func(addr, n uint64) error {
 		return madvise(base+uintptr(addr), uintptr(n), unix.MADV_DONTNEED)
 	}
@@ -202,6 +211,7 @@ func (uc *UC) Load(argv []string) error {
 		return err
 	}
 	uc.threads = append(uc.threads, &Thread{uc: uc, tid: k.pid, cpu: cpu})
+	uc.live = 1
 	uc.loaded = true
 	return nil
 }
@@ -234,6 +244,7 @@ func (uc *UC) openELF(p string) (*elfImage, int, int64, error) {
 func (uc *UC) setupStdio() error {
 	k := uc.k
 	in := newPipe()
+	uc.stdin = in
 	in.writers = 0
 	if uc.cfg.Stdin != nil {
 		in.writers = 1
@@ -371,6 +382,7 @@ func (uc *UC) stop(reason error, status int) {
 	uc.stopOnce.Do(func() {
 		uc.mu.Lock()
 		uc.stopErr = reason
+		uc.stopping = true
 		uc.status = status
 		if uc.timer != nil {
 			uc.timer.Stop()
