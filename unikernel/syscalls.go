@@ -73,7 +73,6 @@ var syscallTable = map[uint64]handler{
 	unix.SYS_ARCH_PRCTL:        sysArchPrctl,
 	unix.SYS_GETTID:            sysGettid,
 	unix.SYS_TIME:              sysTime,
-	unix.SYS_FUTEX:             sysFutex,
 	unix.SYS_SCHED_GETAFFINITY: sysSchedGetaffinity,
 	unix.SYS_SET_TID_ADDRESS:   sysSetTidAddress,
 	unix.SYS_CLOCK_GETTIME:     sysClockGettime,
@@ -393,12 +392,12 @@ func sysIoctl(k *Kernel, _ sysThread, a *[6]uint64) (uint64, unix.Errno) {
 		return 0, e
 	}
 	if a[1] == 0x5421 {
-		if pe, ok := d.f.(*pipeEnd); ok && pe.nonblock != nil {
+		if nb, ok := d.f.(setNonblocker); ok {
 			v, e := k.as.in(a[2], 4)
 			if e != 0 {
 				return 0, e
 			}
-			pe.nonblock.Store(binary.LittleEndian.Uint32(v) != 0)
+			nb.setNonblock(binary.LittleEndian.Uint32(v) != 0)
 			return 0, 0
 		}
 	}
@@ -1014,8 +1013,8 @@ func sysFcntl(k *Kernel, _ sysThread, a *[6]uint64) (uint64, unix.Errno) {
 		return uint64(d.flags), 0
 	case unix.F_SETFL:
 		d.flags = d.flags&^(unix.O_APPEND|unix.O_NONBLOCK) | int(a[2])&(unix.O_APPEND|unix.O_NONBLOCK)
-		if pe, ok := d.f.(*pipeEnd); ok && pe.nonblock != nil {
-			pe.nonblock.Store(d.flags&unix.O_NONBLOCK != 0)
+		if nb, ok := d.f.(setNonblocker); ok {
+			nb.setNonblock(d.flags&unix.O_NONBLOCK != 0)
 		}
 		if tf, ok := d.f.(*tmpFile); ok {
 			tf.mu.Lock()

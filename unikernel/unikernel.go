@@ -80,6 +80,9 @@ type Config struct {
 	MaxOutput int64
 	// MaxFDs caps open descriptors (default 1024).
 	MaxFDs int
+	// MaxThreads caps live guest threads, each with its own vCPU; past it clone fails
+	// with EAGAIN (default DefaultMaxThreads).
+	MaxThreads int
 	// NoSyscallPatching keeps every `syscall` instruction as it is. By default the first
 	// call from each site rewrites it into a direct port write, which halves the cost of a
 	// system call under PVM (see Thread.syscall).
@@ -104,6 +107,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxFDs == 0 {
 		c.MaxFDs = 1024
+	}
+	if c.MaxThreads <= 0 {
+		c.MaxThreads = DefaultMaxThreads
 	}
 }
 

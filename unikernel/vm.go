@@ -262,6 +262,7 @@ type VM struct {
 
 	mu     sync.Mutex
 	vcpus  []*vcpu
+	free   []*vcpu // vCPUs of exited threads, reused by clone
 	closed bool
 	used   bool // a UC has been created on it
 }
