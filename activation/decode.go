@@ -57,8 +57,8 @@ func (m *ActivationMessage) validate() error {
 	if m.User.Subject == "" {
 		return errors.New("user.subject missing")
 	}
-	if m.RootControllerIndex.AsString == "" {
-		return errors.New("rootControllerIndex.asString missing")
+	if !isTopicSuffix(m.RootControllerIndex.AsString) {
+		return fmt.Errorf("rootControllerIndex.asString %q: want a non-empty Kafka topic name part", truncate(m.RootControllerIndex.AsString, 64))
 	}
 	if m.Revision != nil && *m.Revision == "" {
 		m.Revision = nil
@@ -119,4 +119,19 @@ func (m ActivationMessage) MarshalJSON() ([]byte, error) {
 		p.User.Limits = json.RawMessage("{}")
 	}
 	return json.Marshal(p)
+}
+
+// isTopicSuffix reports whether "completed"+s is a legal Kafka topic name: at most 249
+// characters of [a-zA-Z0-9._-].
+func isTopicSuffix(s string) bool {
+	if s == "" || len(s) > 240 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -38,6 +38,10 @@ type Config struct {
 	// RecordRetry is how long writing a record is retried while the store is
 	// unavailable before the record is given up (the acks are still sent); default 1 min.
 	RecordRetry time.Duration
+	// AckRetry is how long sending an ack is retried (broker away, ack topic missing)
+	// before Handle gives up with an error, leaving the message uncommitted so that
+	// it is acked again from its record on redelivery; default 5 min.
+	AckRetry time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -95,6 +99,9 @@ func NewInvoker(cfg Config) (*Invoker, error) {
 	}
 	if cfg.RecordRetry <= 0 {
 		cfg.RecordRetry = time.Minute
+	}
+	if cfg.AckRetry <= 0 {
+		cfg.AckRetry = 5 * time.Minute
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -593,6 +600,7 @@ func (inv *Invoker) send(ctx context.Context, m *ActivationMessage, a Ack) error
 	}
 	ctrl := m.RootControllerIndex.AsString
 	backoff := 100 * time.Millisecond
+	giveUp := inv.cfg.Now().Add(inv.cfg.AckRetry)
 	for {
 		err := inv.cfg.Acks.SendAck(ctx, ctrl, a)
 		if err == nil {
@@ -609,6 +617,10 @@ func (inv *Invoker) send(ctx context.Context, m *ActivationMessage, a Ack) error
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("activation: %s ack of %s: %w", AckKind(a), m.ActivationID, ctx.Err())
+		}
+		if inv.cfg.Now().After(giveUp) {
+			inv.log.Error("giving up sending an ack; the message stays uncommitted", "activation", m.ActivationID, "kind", AckKind(a), "err", err)
+			return fmt.Errorf("activation: %s ack of %s: %w", AckKind(a), m.ActivationID, err)
 		}
 		inv.log.Warn("sending ack failed; retrying", "activation", m.ActivationID, "kind", AckKind(a), "err", err, "in", backoff)
 		if !sleep(ctx, backoff) {

@@ -302,7 +302,7 @@ func TestLimitsAndMemory(t *testing.T) {
 		&activation.ActionLimits{Timeout: 20000, Memory: 128, Logs: 10, Concurrency: 1})
 	m = activationtest.Message("guest", "hog", rev, true, nil)
 	r.run(m)
-	if rec := r.record(m); rec.Response.StatusCode != 2 {
+	if rec := r.record(m); rec.Response.StatusCode != 2 || string(rec.Response.Result) != `{"error":"The action exceeded its memory limit of 128 MB."}` {
 		t.Fatalf("hog: %d %s", rec.Response.StatusCode, rec.Response.Result)
 	}
 }

@@ -151,21 +151,22 @@ func TestStringActionName(t *testing.T) {
 func TestDecodeMalformed(t *testing.T) {
 	good := string(golden(t, "activation_message_blocking.json"))
 	cases := map[string]string{
-		"empty":         ``,
-		"not json":      `hello`,
-		"array":         `[1,2]`,
-		"null":          `null`,
-		"trailing":      good + `{}`,
-		"no transid":    strings.Replace(good, `"transid":["Xw3VQmMKbZpbYU8LPaWRhTG6C2dTPFrQ",1716200000000],`, ``, 1),
-		"short transid": strings.Replace(good, `["Xw3VQmMKbZpbYU8LPaWRhTG6C2dTPFrQ",1716200000000]`, `["x"]`, 1),
-		"bad id":        strings.Replace(good, `7f3d2a9c1b8e4f60a5d4c3b2a1908f7e`, `7F3D2A9C1B8E4F60A5D4C3B2A1908F7E`, 1),
-		"short id":      strings.Replace(good, `7f3d2a9c1b8e4f60a5d4c3b2a1908f7e`, `7f3d`, 1),
-		"no action":     strings.Replace(good, `"name":"hello",`, ``, 1),
-		"content str":   strings.Replace(good, `{"name":"World"}`, `"World"`, 1),
-		"blocking str":  strings.Replace(good, `"blocking":true`, `"blocking":"yes"`, 1),
-		"no controller": strings.Replace(good, `"asString":"0",`, ``, 1),
-		"invalid utf8":  strings.Replace(good, `World`, "W\xffrld", 1),
-		"bare name":     strings.Replace(good, `{"path":"guest","name":"hello","version":"0.0.1"}`, `"hello"`, 1),
+		"empty":          ``,
+		"not json":       `hello`,
+		"array":          `[1,2]`,
+		"null":           `null`,
+		"trailing":       good + `{}`,
+		"no transid":     strings.Replace(good, `"transid":["Xw3VQmMKbZpbYU8LPaWRhTG6C2dTPFrQ",1716200000000],`, ``, 1),
+		"short transid":  strings.Replace(good, `["Xw3VQmMKbZpbYU8LPaWRhTG6C2dTPFrQ",1716200000000]`, `["x"]`, 1),
+		"bad id":         strings.Replace(good, `7f3d2a9c1b8e4f60a5d4c3b2a1908f7e`, `7F3D2A9C1B8E4F60A5D4C3B2A1908F7E`, 1),
+		"short id":       strings.Replace(good, `7f3d2a9c1b8e4f60a5d4c3b2a1908f7e`, `7f3d`, 1),
+		"no action":      strings.Replace(good, `"name":"hello",`, ``, 1),
+		"content str":    strings.Replace(good, `{"name":"World"}`, `"World"`, 1),
+		"blocking str":   strings.Replace(good, `"blocking":true`, `"blocking":"yes"`, 1),
+		"no controller":  strings.Replace(good, `"asString":"0",`, ``, 1),
+		"bad controller": strings.Replace(good, `"asString":"0"`, `"asString":"0/../x"`, 1),
+		"invalid utf8":   strings.Replace(good, `World`, "W\xffrld", 1),
+		"bare name":      strings.Replace(good, `{"path":"guest","name":"hello","version":"0.0.1"}`, `"hello"`, 1),
 	}
 	for name, in := range cases {
 		if _, err := DecodeActivationMessage([]byte(in)); !errors.Is(err, ErrMalformed) {

@@ -100,9 +100,9 @@ func TestInvokerAsController(t *testing.T) {
 		status           int
 		kinds, contains  string
 	}{
-		{"init failure", "python:3.11", "def main(args:\n  pass\n", true, 2, "result,completion", ""},
+		{"init failure", "python:3.11", "def main(args:\n  pass\n", true, 2, "result,completion", `{"error":`},
 		{"timeout", "nodejs:20", `function main() { for (;;) {} }`, false, 2, "completion", `{"error":"The action exceeded its time limits of 1000 milliseconds."}`},
-		{"memory limit", "python:3.11", "def main(args):\n  x = bytearray(512 * 1024 * 1024)\n  return {'n': len(x)}\n", true, 2, "result,completion", ""},
+		{"memory limit", "python:3.11", "def main(args):\n  x = bytearray(512 * 1024 * 1024)\n  return {'n': len(x)}\n", true, 2, "result,completion", "The action exceeded its memory limit of 128 MB."},
 		{"application error", "python:3.11", "def main(args):\n  return {'error': 'no'}\n", true, 1, "result,completion", `{"error":"no"}`},
 		// The body's quotes are escaped again when quoted into the error message: the
 		// result ack exceeds max.message.bytes and is resent shrunk.

@@ -31,6 +31,9 @@ type InvokerConfig struct {
 	RecordRetry  time.Duration
 	PingInterval time.Duration
 	DrainTimeout time.Duration
+	// AckRetry: how long an ack is retried before the message is left uncommitted; zero
+	// means 5 min.
+	AckRetry time.Duration
 	// SessionTimeout of the consumer group; zero means 30 s.
 	SessionTimeout time.Duration
 }
@@ -58,6 +61,7 @@ func NewInvoker(cfg InvokerConfig) (*Invoker, error) {
 		Logger:       cfg.Logger,
 		Limits:       cfg.Limits,
 		RecordRetry:  cfg.RecordRetry,
+		AckRetry:     cfg.AckRetry,
 	}
 	if cfg.Events {
 		acfg.Events = p
