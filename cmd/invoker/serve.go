@@ -20,6 +20,7 @@ import (
 	"github.com/seuss-go/seuss/runtimes/process"
 	"github.com/seuss-go/seuss/store"
 	"github.com/seuss-go/seuss/store/bbolt"
+	"github.com/seuss-go/seuss/store/couchbase"
 	"github.com/seuss-go/seuss/store/couchdb"
 )
 
@@ -40,6 +41,7 @@ var serveEnv = []struct{ flag, env, help string }{
 	{"password", "CONFIG_whisk_invoker_password", "basic-auth password"},
 	{"store", "SEUSS_STORE", "bbolt | couchdb | couchbase (default: couchdb when CONFIG_whisk_couchdb_host is set, else bbolt)"},
 	{"bbolt-path", "SEUSS_BBOLT_PATH", "bbolt store file"},
+	{"spool-dir", "SEUSS_SPOOL_DIR", "where activation records wait while CouchDB or Couchbase is unreachable (bounded, on disk)"},
 	{"executor", "SEUSS_EXECUTOR", "process (host processes; the unikernel executor comes later)"},
 	{"drain-timeout", "SEUSS_DRAIN_TIMEOUT", "how long shutdown waits for running activations"},
 	{"kafka-session-timeout", "SEUSS_KAFKA_SESSION_TIMEOUT", "consumer group session timeout (OpenWhisk: 30s; kfake accepts 6s and more)"},
@@ -57,6 +59,7 @@ func serveMain(ctx context.Context, args []string) (int, error) {
 	password := fs.String("password", "", "")
 	storeKind := fs.String("store", "", "")
 	bboltPath := fs.String("bbolt-path", filepath.Join(".seuss", "store.db"), "")
+	spoolDir := fs.String("spool-dir", filepath.Join(".seuss", "spool"), "")
 	executor := fs.String("executor", "process", "")
 	drain := fs.Duration("drain-timeout", 2*time.Minute, "")
 	session := fs.Duration("kafka-session-timeout", 30*time.Second, "")
@@ -86,6 +89,7 @@ func serveMain(ctx context.Context, args []string) (int, error) {
 	if fs.NArg() > 0 {
 		return 2, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
+	*storeKind = storeKindDefault(*storeKind)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return 2, fmt.Errorf("%w: --log-level: %v", errUsage, err)
@@ -101,6 +105,15 @@ func serveMain(ctx context.Context, args []string) (int, error) {
 		return 1, err
 	}
 	defer st.Close()
+	if *storeKind != "bbolt" {
+		// A network store that goes away must delay records, not lose them.
+		sp, err := store.NewSpool(st, store.SpoolOptions{Dir: *spoolDir, Logger: log})
+		if err != nil {
+			return 1, err
+		}
+		go func() { _ = sp.Run(ctx) }()
+		st = sp
+	}
 
 	ex, err := newExecutor(*executor, memMB)
 	if err != nil {
@@ -168,19 +181,17 @@ func parseMemoryMB(s string) (int, error) {
 	return int(b >> 20), nil
 }
 
-// closer is what serve needs of a store: the lifecycle's view plus Close.
-type closer interface {
-	activation.Store
-	Close() error
-}
-
-func openStore(ctx context.Context, kind, bboltPath string) (closer, error) {
+func storeKindDefault(kind string) string {
 	if kind == "" {
 		kind = "bbolt"
 		if os.Getenv("CONFIG_whisk_couchdb_host") != "" {
 			kind = "couchdb"
 		}
 	}
+	return kind
+}
+
+func openStore(ctx context.Context, kind, bboltPath string) (store.Store, error) {
 	var st store.Store
 	switch kind {
 	case "bbolt":
@@ -203,7 +214,11 @@ func openStore(ctx context.Context, kind, bboltPath string) (closer, error) {
 		}
 		st = c
 	case "couchbase":
-		return nil, errors.New("store couchbase: not wired into serve yet")
+		c, err := couchbase.Open(ctx, couchbase.ConfigFromEnv(os.Getenv))
+		if err != nil {
+			return nil, err
+		}
+		st = c
 	default:
 		return nil, fmt.Errorf("%w: --store %q: want bbolt, couchdb or couchbase", errUsage, kind)
 	}
