@@ -135,7 +135,7 @@ func draw(c canvas, title string, rs []*targetResult) {
 		}
 		logCDF = append(logCDF, series{s.label, pts})
 	}
-	panel(c, 70, 50, 380, 320, "latency CDF per path (Kafka in -> result ack)", "end to end latency (ms, log scale)", "fraction",
+	panel(c, 70, 50, 380, 320, "latency CDF per path (produce -> result ack)", "end to end latency (ms, log scale)", "fraction",
 		llo, lhi, 0, 1, xt, yt, logCDF)
 
 	// Right: throughput over time.
