@@ -13,3 +13,5 @@ func atomicLoad32(b []byte) uint32 { return atomic.LoadUint32((*uint32)(unsafe.P
 func atomicCAS32(b []byte, old, nv uint32) bool {
 	return atomic.CompareAndSwapUint32((*uint32)(unsafe.Pointer(&b[0])), old, nv)
 }
+
+func unsafePointer(p *byte) unsafe.Pointer { return unsafe.Pointer(p) }

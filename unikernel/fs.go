@@ -152,6 +152,12 @@ func (r *rootFS) readlink(raw string) (string, unix.Errno) {
 		return "", e
 	}
 	defer unix.Close(fd)
+	// readlinkat(fd, "") says ENOENT for what is not a link; readlink(2) says EINVAL
+	// (glibc's realpath relies on it).
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err == nil && st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		return "", unix.EINVAL
+	}
 	buf := make([]byte, 4096)
 	n, err := unix.Readlinkat(fd, "", buf)
 	if err != nil {

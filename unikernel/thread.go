@@ -133,6 +133,9 @@ func (t *Thread) handleExit(run *runMap) bool {
 	case exitIO:
 		dir, _, port, _, _ := run.io()
 		if dir == 1 && port == SyscallPort {
+			if !uc.cfg.NoVDSO {
+				uc.refreshTime(t.cpu, false)
+			}
 			t.inCall.Store(true)
 			t.syscall(run)
 			t.inCall.Store(false)

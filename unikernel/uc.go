@@ -63,8 +63,9 @@ type UC struct {
 	threads  []*Thread
 	alive    int
 	pauseReq bool
-	stopping bool // set by stop: no new threads
-	live     int  // guest threads that have not called exit
+	stopping bool       // set by stop: no new threads
+	clock    clockState // the vDSO's time page (vdso.go)
+	live     int        // guest threads that have not called exit
 	status   int
 	stopErr  error
 	started  time.Time
@@ -196,6 +197,9 @@ func (uc *UC) Load(argv []string) error {
 		{atBase, interpBase}, {atFlags, 0}, {atEntry, img.entry + bias},
 		{atUID, 1000}, {atEUID, 1000}, {atGID, 1000}, {atEGID, 1000},
 		{atHwcap, uc.vm.host.hwcap}, {atHwcap2, 0}, {atClktck, 100}, {atSecure, 0},
+	}
+	if !uc.cfg.NoVDSO {
+		auxv = append(auxv, [2]uint64{atSysinfoEhd, vdsoAddr}) // written by NewVM (vdso.go)
 	}
 	sp, _, err := buildStack(uc.vm.mem, top, argv, uc.cfg.Env, auxv, prog)
 	if err != nil {

@@ -60,8 +60,12 @@ type Config struct {
 	// Memory is the commit limit: anonymous and private writable mappings, brk and the
 	// stack. Past it mmap and brk fail with ENOMEM (default 256 MiB).
 	Memory uint64
-	// AddressSpace is the guest's size (the KVM slot), default Memory + 64 MiB rounded up to
-	// 2 MiB. It also bounds host memory: the guest can touch every page of it.
+	// AddressSpace is the guest's size (the KVM slot), default Memory + 1 GiB rounded up to
+	// 2 MiB: runtimes reserve far more address space than they commit (V8's code range,
+	// glibc's 64 MiB per-thread malloc arenas, 8 MiB thread stacks, all PROT_NONE until
+	// used). The mapping is MAP_NORESERVE, so only touched pages cost host memory; the
+	// size costs ~0.7 ms per GiB of slot registration. It also bounds host memory: the
+	// guest can touch every page of it.
 	AddressSpace uint64
 	// Timeout stops the UC after this wall time (0: none).
 	Timeout time.Duration
@@ -83,6 +87,9 @@ type Config struct {
 	// MaxThreads caps live guest threads, each with its own vCPU; past it clone fails
 	// with EAGAIN (default DefaultMaxThreads).
 	MaxThreads int
+	// NoVDSO gives the guest no vDSO: every clock_gettime is a system call (for
+	// comparisons; see vdso.go).
+	NoVDSO bool
 	// NoSyscallPatching keeps every `syscall` instruction as it is. By default the first
 	// call from each site rewrites it into a direct port write, which halves the cost of a
 	// system call under PVM (see Thread.syscall).
@@ -99,7 +106,7 @@ func (c *Config) setDefaults() {
 		c.Memory = 256 << 20
 	}
 	if c.AddressSpace == 0 {
-		c.AddressSpace = c.Memory + 64<<20
+		c.AddressSpace = min(c.Memory+1<<30, maxGuestSize)
 	}
 	c.AddressSpace = (c.AddressSpace + largePage - 1) &^ (largePage - 1)
 	if c.MaxOutput == 0 {

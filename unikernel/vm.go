@@ -301,6 +301,10 @@ func newVM(h *host, size uint64) (*VM, error) {
 		return nil, fmt.Errorf("unikernel: KVM_SET_USER_MEMORY_REGION: %w", err)
 	}
 	vm.writeSystemArea()
+	if err := vm.mapVDSO(); err != nil {
+		vm.Close()
+		return nil, err
+	}
 	return vm, nil
 }
 
