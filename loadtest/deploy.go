@@ -71,12 +71,12 @@ func deployMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	paths := map[string]*pathTimes{}
 	mem := map[string]*float64{"function_snapshot_private_kib_p50": nil, "live_uc_private_kib_p50": nil}
-	if err := deployOn(ctx, &c, t, *n, *timeout, paths, mem, stderr); err != nil {
+	if err := deployOn(ctx, &c, t, *n, *timeout, paths, mem, "", stderr); err != nil {
 		return err
 	}
 	if t.Snapshots {
 		if b, err := lookupTarget("boot"); err == nil {
-			if err := deployOn(ctx, &c, b, *n, *timeout, paths, nil, stderr); err != nil {
+			if err := deployOn(ctx, &c, b, *n, *timeout, paths, nil, "B", stderr); err != nil {
 				return err
 			}
 		} else {
@@ -123,8 +123,9 @@ func deployMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 // deployOn runs the deploy pattern on a fresh in-process stack of t and adds the
-// samples to paths; mem, when not nil, gets the target's memory figures.
-func deployOn(ctx context.Context, c *commonFlags, t *target, n int, timeout time.Duration, paths map[string]*pathTimes, mem map[string]*float64, stderr io.Writer) error {
+// samples to paths (only those of path only, when set); mem, when not nil, gets the
+// target's memory figures.
+func deployOn(ctx context.Context, c *commonFlags, t *target, n int, timeout time.Duration, paths map[string]*pathTimes, mem map[string]*float64, only string, stderr io.Writer) error {
 	s, err := startInProcess(ctx, t, stackOptions{UserMemoryMB: c.userMemMB, Controller: c.controller, Logger: c.logger(stderr)})
 	if err != nil {
 		return fmt.Errorf("deploy on %s: %w", t.Name, err)
@@ -172,6 +173,9 @@ func deployOn(ctx context.Context, c *commonFlags, t *target, n int, timeout tim
 			return fmt.Errorf("deploy on %s: activation %s failed with status %d", t.Name, sm.ID, sm.Status)
 		}
 		p := activation.Path(sm.Path)
+		if only != "" && sm.Path != only {
+			continue
+		}
 		pt := paths[sm.Path]
 		if pt == nil {
 			pt = &pathTimes{}

@@ -19,8 +19,12 @@ import (
 //		register(target{Name: "boot", New: newSnapshots(false)})
 //	}
 //
-// Until then those names are "planned": they are listed, and choosing one says clearly
-// that it is not available yet.
+// where newSnapshots returns a New func (below) and snapshotBytes reads the function
+// snapshot cache's accounting. For deploy's W samples, the seuss executor should also
+// have DropIdle() int (end the hot UCs, keep the function snapshots), as
+// process.Executor does. Until then those names are "planned": they are listed, and
+// choosing one says clearly that it is not available yet. The stand-in tests
+// (TestCompareWithStandIns, TestDeployAndDensityWithStandIns) exercise that plumbing.
 var targets = map[string]*target{}
 
 // target is one executor the load generator can run a workload against.

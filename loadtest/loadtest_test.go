@@ -18,6 +18,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/seuss-go/seuss/activation"
+	"github.com/seuss-go/seuss/runtimes/process"
 )
 
 // The load generator's tests run small workloads against the in-process stack with the
@@ -368,5 +371,83 @@ func TestPercentile(t *testing.T) {
 	xs := []float64{5, 1, 4, 2, 3}
 	if pct(xs, 50) != 3 || pct(xs, 99) != 5 || pct(xs, 1) != 1 {
 		t.Errorf("pct: %v %v %v", pct(xs, 50), pct(xs, 99), pct(xs, 1))
+	}
+}
+
+// withTargets replaces the registry for one test: the planned seuss and boot targets
+// become stand-ins built on the process executor, so that the plumbing they will use
+// (comparison, ratios, the W pattern of deploy, the snapshot-density hook) is tested
+// before package snapshots exists.
+func withTargets(t *testing.T) {
+	t.Helper()
+	saved := map[string]*target{}
+	for k, v := range targets {
+		saved[k] = v
+	}
+	t.Cleanup(func() { targets = saved })
+	targets = map[string]*target{}
+	register(target{Name: "process", New: newProcess})
+	register(target{Name: "seuss", New: newProcess, Snapshots: true,
+		SnapshotBytes: func(e activation.Executor) ([]int64, error) {
+			n := e.(*process.Executor).Stats().Idle
+			out := make([]int64, n)
+			for i := range out {
+				out[i] = 300 << 10
+			}
+			return out, nil
+		}})
+	register(target{Name: "boot", New: newProcess})
+}
+
+func TestCompareWithStandIns(t *testing.T) {
+	requirePython(t)
+	withTargets(t)
+	if name, note := resolveDefault(""); name != "seuss" || note != "" {
+		t.Fatalf("default target %q (%q), want seuss once registered", name, note)
+	}
+	out, _ := runCmd(t, "run", "--scenario", "new-functions", "--activations", "4", "--compare", "boot,process", "--json")
+	var rep struct {
+		Results map[string]json.RawMessage
+		Ratios  map[string]*float64
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(rep.Results) != 3 || rep.Results["seuss"] == nil || rep.Results["boot"] == nil || rep.Results["process"] == nil {
+		t.Errorf("results %s", out)
+	}
+	if rep.Ratios["seuss_vs_boot"] == nil || rep.Ratios["seuss_vs_process"] == nil {
+		t.Errorf("ratios %v", rep.Ratios)
+	}
+}
+
+func TestDeployAndDensityWithStandIns(t *testing.T) {
+	requirePython(t)
+	withTargets(t)
+	out, _ := runCmd(t, "deploy", "--n", "2", "--json")
+	var rep struct {
+		Paths map[string]struct {
+			N int `json:"n"`
+		}
+		Memory map[string]*float64
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// The stand-in has no snapshots: its "W" activation (after dropping idle
+	// instances) boots again. Seuss: 2 cold + 2 after the drop; boot adds its 2 B only.
+	if rep.Paths["B"].N != 6 || rep.Paths["H"].N != 2 {
+		t.Errorf("paths %+v", rep.Paths)
+	}
+	if rep.Memory["function_snapshot_private_kib_p50"] == nil || *rep.Memory["function_snapshot_private_kib_p50"] != 300 {
+		t.Errorf("memory %v", rep.Memory)
+	}
+	out, _ = runCmd(t, "density", "--budget", "2MiB", "--json")
+	var d map[string]*float64
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d["function_snapshots_per_gib"] == nil || d["bytes_per_snapshot_p50"] == nil || *d["bytes_per_snapshot_p50"] != 300<<10 || d["processes_per_gib"] == nil {
+		t.Errorf("density %v", d)
 	}
 }
