@@ -80,7 +80,7 @@ func parseAck(b []byte) (ack, error) {
 // controller plays an OpenWhisk controller against the broker: it sends
 // ActivationMessages to invoker0 and reads completed0 and health.
 type controller struct {
-	t      *testing.T
+	t      testing.TB
 	addr   string
 	w      *kafkago.Writer
 	cancel context.CancelFunc
@@ -94,7 +94,7 @@ type controller struct {
 	events  map[string]activation.EventMessage
 }
 
-func newController(t *testing.T, addr string) *controller {
+func newController(t testing.TB, addr string) *controller {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &controller{
@@ -253,7 +253,7 @@ func kindsOf(acks []ack) string {
 
 // env is a broker, a bbolt store, the process executor and an in-process invoker.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	addr   string
 	broker *kafka.Broker
 	store  *bbolt.Store
@@ -263,7 +263,7 @@ type env struct {
 	stop   func()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -273,7 +273,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startBroker(t *testing.T, addr string) *kafka.Broker {
+func startBroker(t testing.TB, addr string) *kafka.Broker {
 	t.Helper()
 	// The controller's topics (completed0, health) are created by the controller;
 	// invoker0 by the invoker.
@@ -284,7 +284,7 @@ func startBroker(t *testing.T, addr string) *kafka.Broker {
 	return b
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, addr: freeAddr(t)}
 	e.broker = startBroker(t, e.addr)
@@ -326,7 +326,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func putAction(t *testing.T, st *bbolt.Store, name, kind, code string, limits *activation.ActionLimits) string {
+func putAction(t testing.TB, st *bbolt.Store, name, kind, code string, limits *activation.ActionLimits) string {
 	t.Helper()
 	a := &activation.WhiskAction{Namespace: "guest", Name: name, Exec: activation.Exec{Kind: kind}, Version: "0.0.1",
 		Limits: activation.DefaultActionLimits(), Parameters: []activation.KeyValue{}, Annotations: []activation.KeyValue{}}
@@ -343,7 +343,7 @@ func putAction(t *testing.T, st *bbolt.Store, name, kind, code string, limits *a
 	return rev
 }
 
-func record(t *testing.T, st activation.Store, id string) *activation.WhiskActivation {
+func record(t testing.TB, st activation.Store, id string) *activation.WhiskActivation {
 	t.Helper()
 	var rec *activation.WhiskActivation
 	// The record is written before the completion ack, so it is there once the
