@@ -1,0 +1,297 @@
+package sharing
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// PageSize is the unit of the store.
+const PageSize = 4096
+
+// maxSlots caps the store (64 GiB of pages).
+const maxSlots = 1 << 24
+
+// ErrBadPage: a page read back does not match its hash (a corrupt store).
+var ErrBadPage = errors.New("sharing: page does not match its hash")
+
+// PageStore is a content-addressed store of 4 KiB pages in a directory: pages.dat holds
+// the pages at slot*4096; pages.idx is an append-only log of {u32 slot, [32]byte sha256}
+// records, the last record of a slot winning. Identical pages are stored once; references
+// are counted in memory (the owners, function snapshots, re-count them at start with Ref)
+// and a slot whose count falls to zero is reused.
+type PageStore struct {
+	dir  string
+	data *os.File
+	idx  *os.File
+
+	mu     sync.Mutex
+	byHash map[[32]byte]uint32
+	hashes [][32]byte // by slot
+	refs   []uint32   // by slot
+	free   []uint32
+	live   uint64 // slots with refs > 0
+}
+
+// OpenPageStore opens (creating) the store in dir.
+func OpenPageStore(dir string) (*PageStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("sharing: open page store: %w", err)
+	}
+	data, err := os.OpenFile(filepath.Join(dir, "pages.dat"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("sharing: open page store: %w", err)
+	}
+	idx, err := os.OpenFile(filepath.Join(dir, "pages.idx"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		data.Close()
+		return nil, fmt.Errorf("sharing: open page store: %w", err)
+	}
+	s := &PageStore{dir: dir, data: data, idx: idx, byHash: map[[32]byte]uint32{}}
+	if err := s.load(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *PageStore) load() error {
+	st, err := s.data.Stat()
+	if err != nil {
+		return err
+	}
+	slots := uint64(st.Size()) / PageSize
+	if slots > maxSlots {
+		return fmt.Errorf("sharing: page store of %d pages", slots)
+	}
+	b, err := io.ReadAll(io.LimitReader(s.idx, 36*maxSlots*4))
+	if err != nil {
+		return fmt.Errorf("sharing: read page index: %w", err)
+	}
+	n := len(b) / 36
+	if len(b)%36 != 0 {
+		// A torn last record: drop it.
+		if err := s.idx.Truncate(int64(n * 36)); err != nil {
+			return err
+		}
+	}
+	if _, err := s.idx.Seek(int64(n*36), io.SeekStart); err != nil {
+		return err
+	}
+	s.hashes = make([][32]byte, slots)
+	known := make([]bool, slots)
+	for i := 0; i < n; i++ {
+		r := b[36*i:]
+		slot := binary.LittleEndian.Uint32(r)
+		if uint64(slot) >= slots {
+			continue // the page itself never made it to disk
+		}
+		copy(s.hashes[slot][:], r[4:36])
+		known[slot] = true
+	}
+	s.refs = make([]uint32, slots)
+	for slot := range s.hashes {
+		if known[slot] {
+			s.byHash[s.hashes[slot]] = uint32(slot)
+		}
+	}
+	return nil
+}
+
+// Ref counts a reference to each slot whose hash matches; it is how owners loaded at
+// start claim their pages. It returns false if a slot is unknown or holds another page.
+func (s *PageStore) Ref(slots []uint32, hashes [][32]byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, sl := range slots {
+		if int(sl) >= len(s.hashes) || s.hashes[sl] != hashes[i] {
+			return false
+		}
+	}
+	for _, sl := range slots {
+		if s.refs[sl] == 0 {
+			s.live++
+		}
+		s.refs[sl]++
+	}
+	return true
+}
+
+// Sweep makes every unreferenced slot free (after the owners have claimed theirs).
+func (s *PageStore) Sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.free = s.free[:0]
+	for sl, r := range s.refs {
+		if r == 0 {
+			s.free = append(s.free, uint32(sl))
+			delete(s.byHash, s.hashes[sl])
+		}
+	}
+}
+
+// Put stores a page (or finds it stored) and counts a reference to it.
+func (s *PageStore) Put(page []byte) (uint32, [32]byte, error) {
+	if len(page) != PageSize {
+		return 0, [32]byte{}, fmt.Errorf("sharing: put: page of %d bytes", len(page))
+	}
+	h := sha256.Sum256(page)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sl, ok := s.byHash[h]; ok {
+		if s.refs[sl] == 0 {
+			s.live++
+			s.dropFreeLocked(sl)
+		}
+		s.refs[sl]++
+		return sl, h, nil
+	}
+	var sl uint32
+	if n := len(s.free); n > 0 {
+		sl = s.free[n-1]
+		s.free = s.free[:n-1]
+	} else {
+		if len(s.hashes) >= maxSlots {
+			return 0, h, errors.New("sharing: page store full")
+		}
+		sl = uint32(len(s.hashes))
+		s.hashes = append(s.hashes, [32]byte{})
+		s.refs = append(s.refs, 0)
+	}
+	if _, err := s.data.WriteAt(page, int64(sl)*PageSize); err != nil {
+		s.free = append(s.free, sl)
+		return 0, h, fmt.Errorf("sharing: write page: %w", err)
+	}
+	var rec [36]byte
+	binary.LittleEndian.PutUint32(rec[:], sl)
+	copy(rec[4:], h[:])
+	if _, err := s.idx.Write(rec[:]); err != nil {
+		s.free = append(s.free, sl)
+		return 0, h, fmt.Errorf("sharing: write page index: %w", err)
+	}
+	delete(s.byHash, s.hashes[sl])
+	s.hashes[sl] = h
+	s.byHash[h] = sl
+	s.refs[sl] = 1
+	s.live++
+	return sl, h, nil
+}
+
+func (s *PageStore) dropFreeLocked(sl uint32) {
+	for i, f := range s.free {
+		if f == sl {
+			s.free = append(s.free[:i], s.free[i+1:]...)
+			return
+		}
+	}
+}
+
+// Release drops one reference to each slot.
+func (s *PageStore) Release(slots []uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sl := range slots {
+		if int(sl) >= len(s.refs) || s.refs[sl] == 0 {
+			continue
+		}
+		s.refs[sl]--
+		if s.refs[sl] == 0 {
+			s.live--
+			s.free = append(s.free, sl)
+			// The hash stays findable until the slot is reused: a page put again soon
+			// (the same function cached again) is found without a write.
+		}
+	}
+}
+
+// Refs returns how many owners hold the slot.
+func (s *PageStore) Refs(sl uint32) uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if int(sl) >= len(s.refs) {
+		return 0
+	}
+	return s.refs[sl]
+}
+
+// ReadRun reads len(dst)/PageSize pages at consecutive slots into dst (guest memory).
+func (s *PageStore) ReadRun(dst []byte, first uint32) error {
+	for len(dst) > 0 {
+		n, err := unix.Pread(int(s.data.Fd()), dst, int64(first)*PageSize)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sharing: read pages: %w", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("sharing: read pages: %w", io.ErrUnexpectedEOF)
+		}
+		dst = dst[n:]
+		first += uint32(n / PageSize)
+		if n%PageSize != 0 {
+			return fmt.Errorf("sharing: read pages: short read")
+		}
+	}
+	return nil
+}
+
+// Verify reads a slot and checks it against its hash.
+func (s *PageStore) Verify(sl uint32, h [32]byte) error {
+	var b [PageSize]byte
+	if err := s.ReadRun(b[:], sl); err != nil {
+		return err
+	}
+	if sha256.Sum256(b[:]) != h {
+		return fmt.Errorf("%w: slot %d", ErrBadPage, sl)
+	}
+	return nil
+}
+
+// StoreStats describes the store.
+type StoreStats struct {
+	Slots, Live, Free uint64
+	// FileBytes is pages.dat's size; LiveBytes the pages in use.
+	FileBytes, LiveBytes int64
+}
+
+// Stats returns the store's numbers.
+func (s *PageStore) Stats() StoreStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return StoreStats{Slots: uint64(len(s.hashes)), Live: s.live, Free: uint64(len(s.free)),
+		FileBytes: int64(len(s.hashes)) * PageSize, LiveBytes: int64(s.live) * PageSize}
+}
+
+// Close closes the files.
+func (s *PageStore) Close() error {
+	return errors.Join(s.data.Close(), s.idx.Close())
+}
+
+// Attribution splits a set of slots (one owner's pages) into the bytes only this owner
+// holds and the bytes it shares with other owners, and its proportional share (each page
+// divided by its number of owners), in bytes.
+func (s *PageStore) Attribution(slots []uint32) (private, shared, proportional int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pss float64
+	for _, sl := range slots {
+		if int(sl) >= len(s.refs) || s.refs[sl] == 0 {
+			continue
+		}
+		if s.refs[sl] == 1 {
+			private += PageSize
+		} else {
+			shared += PageSize
+		}
+		pss += PageSize / float64(s.refs[sl])
+	}
+	return private, shared, int64(pss)
+}

@@ -1,0 +1,816 @@
+package snapshots
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/seuss-go/seuss/activation"
+	"github.com/seuss-go/seuss/runtimes"
+	"github.com/seuss-go/seuss/unikernel"
+)
+
+// Config configures an Executor. The zero value works where the roots are in
+// .seuss/roots.
+type Config struct {
+	// RootsDir holds one root per kind, built by `make rootfs` (default .seuss/roots).
+	RootsDir string
+	// SnapshotDir is the snapshot store (default: a temporary directory removed on
+	// Close, so nothing survives a restart).
+	SnapshotDir string
+	// NoSnapshots is the boot baseline: every cold start boots the runtime (path B)
+	// without warm-up and nothing is captured; hot instances are still reused.
+	NoSnapshots bool
+	// CacheBytes is the function-snapshot budget, on disk and in the page store
+	// (default 1 GiB); least recently used snapshots are evicted past it.
+	CacheBytes int64
+	// IdleTTL is how long an idle hot UC is kept (default 10 minutes).
+	IdleTTL time.Duration
+	// MemoryBudgetMB bounds the sum of the memory limits of live UCs (default 2048,
+	// OpenWhisk's user memory); idle UCs are evicted, least recently used first.
+	MemoryBudgetMB int
+	// Env is added to the runtime's environment at boot (baked into its snapshot).
+	Env []string
+	// AddressSpace is every UC's guest size (default 1 GiB): it bounds the memory limit
+	// an action may have, and a runtime snapshot restores only into a shell of its size.
+	AddressSpace uint64
+	// Shells is how many VM shells are kept ready (default 2).
+	Shells int
+	// Log receives fallbacks (a corrupt snapshot, a failed capture).
+	Log *slog.Logger
+}
+
+// ErrNoCapacity is returned by Run when busy UCs fill the memory budget.
+var ErrNoCapacity = errors.New("snapshots: memory budget exhausted by busy UCs")
+
+// ErrClosed is returned by Run after Close.
+var ErrClosed = errors.New("snapshots: executor closed")
+
+// Executor implements activation.Executor with UCs deployed by the H, W, C or B path.
+type Executor struct {
+	cfg    Config
+	store  *Store
+	tmpDir string
+	shells *shellPool
+	log    *slog.Logger
+
+	rootsMu sync.Mutex
+	roots   map[string]*runtimes.Root
+	kindMu  map[string]*sync.Mutex
+
+	captures sync.WaitGroup
+
+	mu       sync.Mutex
+	idle     map[activation.ActionKey][]*instance // most recently used last
+	live     map[*instance]bool
+	reserved int
+	closed   bool
+	paths    map[activation.Path]uint64
+}
+
+var _ activation.Executor = (*Executor)(nil)
+
+// New opens the snapshot store and starts the VM shell pool.
+func New(cfg Config) (*Executor, error) {
+	if cfg.RootsDir == "" {
+		cfg.RootsDir = ".seuss/roots"
+	}
+	if cfg.IdleTTL <= 0 {
+		cfg.IdleTTL = 10 * time.Minute
+	}
+	if cfg.MemoryBudgetMB <= 0 {
+		cfg.MemoryBudgetMB = 2048
+	}
+	if cfg.AddressSpace == 0 {
+		cfg.AddressSpace = 1 << 30
+	}
+	if cfg.Shells <= 0 {
+		cfg.Shells = 2
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := unikernel.HostMode(); err != nil {
+		return nil, fmt.Errorf("snapshots: %w", err)
+	}
+	e := &Executor{cfg: cfg, log: cfg.Log, roots: map[string]*runtimes.Root{}, kindMu: map[string]*sync.Mutex{},
+		idle: map[activation.ActionKey][]*instance{}, live: map[*instance]bool{}, paths: map[activation.Path]uint64{}}
+	dir := cfg.SnapshotDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "seuss-snapshots-")
+		if err != nil {
+			return nil, fmt.Errorf("snapshots: %w", err)
+		}
+		dir, e.tmpDir = d, d
+	}
+	if !cfg.NoSnapshots {
+		st, err := OpenStore(dir, cfg.CacheBytes, cfg.Log)
+		if err != nil {
+			if e.tmpDir != "" {
+				os.RemoveAll(e.tmpDir)
+			}
+			return nil, err
+		}
+		e.store = st
+	}
+	e.shells = newShellPool(cfg.AddressSpace, cfg.Shells)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.shells.cancel = cancel
+	go e.shells.run(ctx)
+	return e, nil
+}
+
+// Store is the snapshot store (nil with NoSnapshots).
+func (e *Executor) Store() *Store { return e.store }
+
+// Close ends every UC, waits for snapshot writes and closes the store.
+func (e *Executor) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	all := make([]*instance, 0, len(e.live))
+	for inst := range e.live {
+		all = append(all, inst)
+		if inst.idleTimer != nil {
+			inst.idleTimer.Stop()
+		}
+	}
+	e.live = map[*instance]bool{}
+	e.idle = map[activation.ActionKey][]*instance{}
+	e.mu.Unlock()
+	for _, inst := range all {
+		inst.close()
+	}
+	e.captures.Wait()
+	e.shells.close()
+	var err error
+	if e.store != nil {
+		err = e.store.Close()
+	}
+	if e.tmpDir != "" {
+		os.RemoveAll(e.tmpDir)
+	}
+	return err
+}
+
+// Stats is a snapshot of the executor's state.
+type Stats struct {
+	Live, Idle int
+	ReservedMB int
+	// Paths counts activations by deployment path.
+	Paths map[activation.Path]uint64
+}
+
+// Stats reports the pool and the path counts.
+func (e *Executor) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, l := range e.idle {
+		n += len(l)
+	}
+	p := map[activation.Path]uint64{}
+	for k, v := range e.paths {
+		p[k] = v
+	}
+	return Stats{Live: len(e.live), Idle: n, ReservedMB: e.reserved, Paths: p}
+}
+
+// LivePrivateBytes returns, for each live UC, the bytes of guest memory it holds of its
+// own (written since its restore or boot), from the host's page tables.
+func (e *Executor) LivePrivateBytes() []int64 {
+	e.mu.Lock()
+	var all []*instance
+	for inst := range e.live {
+		all = append(all, inst)
+	}
+	e.mu.Unlock()
+	var out []int64
+	for _, inst := range all {
+		out = append(out, int64(inst.uc.Stats().PagesPrivate)*unikernel.PageSize)
+	}
+	return out
+}
+
+// FunctionSnapshotBytes returns each cached function snapshot's own bytes.
+func (e *Executor) FunctionSnapshotBytes() []int64 {
+	if e.store == nil {
+		return nil
+	}
+	return e.store.FunctionPrivateBytes()
+}
+
+// WaitSnapshots waits until function snapshots being written are stored.
+func (e *Executor) WaitSnapshots() { e.captures.Wait() }
+
+// DropIdle ends every idle UC now and returns how many there were (forces W next).
+func (e *Executor) DropIdle() int {
+	e.mu.Lock()
+	var all []*instance
+	for _, l := range e.idle {
+		all = append(all, l...)
+	}
+	for _, inst := range all {
+		e.removeIdleLocked(inst)
+		delete(e.live, inst)
+		e.reserved -= inst.memMB
+	}
+	e.mu.Unlock()
+	for _, inst := range all {
+		inst.close()
+	}
+	return len(all)
+}
+
+func (e *Executor) root(k runtimes.Kind) (*runtimes.Root, error) {
+	e.rootsMu.Lock()
+	defer e.rootsMu.Unlock()
+	if r := e.roots[k.Name]; r != nil {
+		return r, nil
+	}
+	r, err := runtimes.LoadRoot(runtimes.RootDir(e.cfg.RootsDir, k))
+	if err != nil {
+		return nil, fmt.Errorf("snapshots: %w (build it with make rootfs)", err)
+	}
+	e.roots[k.Name] = r
+	return r, nil
+}
+
+func (e *Executor) kindLock(name string) *sync.Mutex {
+	e.rootsMu.Lock()
+	defer e.rootsMu.Unlock()
+	m := e.kindMu[name]
+	if m == nil {
+		m = &sync.Mutex{}
+		e.kindMu[name] = m
+	}
+	return m
+}
+
+// Run implements activation.Executor.
+func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Outcome, error) {
+	kind, err := runtimes.Resolve(job.Kind)
+	if err != nil {
+		return nil, err
+	}
+	if job.Limits.Timeout <= 0 || job.Limits.MemoryMB <= 0 {
+		j := *job
+		if j.Limits.Timeout <= 0 {
+			j.Limits.Timeout = time.Minute
+		}
+		if j.Limits.MemoryMB <= 0 {
+			j.Limits.MemoryMB = 256
+		}
+		job = &j
+	}
+	if uint64(job.Limits.MemoryMB)<<20 > e.cfg.AddressSpace-16<<20 {
+		return nil, fmt.Errorf("snapshots: memory limit %d MB does not fit the %d MiB guest", job.Limits.MemoryMB, e.cfg.AddressSpace>>20)
+	}
+	timeout := job.Limits.Timeout
+	out := &activation.Outcome{Path: activation.PathHot}
+	inst := e.takeIdle(job, kind)
+	if inst == nil {
+		if err := e.reserve(job.Limits.MemoryMB); err != nil {
+			return nil, err
+		}
+		var path activation.Path
+		inst, path, err = e.deploy(ctx, kind, job)
+		if err != nil {
+			e.mu.Lock()
+			e.reserved -= job.Limits.MemoryMB
+			e.mu.Unlock()
+			return nil, err
+		}
+		out.Path = path
+		e.mu.Lock()
+		e.live[inst] = true
+		e.mu.Unlock()
+	}
+	e.mu.Lock()
+	e.paths[out.Path]++
+	e.mu.Unlock()
+	inst.logs.begin(job.Limits.LogBytes)
+
+	if out.Path == activation.PathCold || out.Path == activation.PathBoot {
+		line, err := encodeLine(struct {
+			Value *activation.InitMessage `json:"value"`
+		}{&job.Init})
+		if err != nil {
+			e.discard(inst)
+			return nil, fmt.Errorf("snapshots: encode init: %w", err)
+		}
+		out.InitStart = time.Now()
+		ans, err := inst.request(ctx, line, out.InitStart.Add(timeout))
+		out.InitEnd = time.Now()
+		if err != nil {
+			out.Err = e.fail(inst, err, activation.ErrInitTimeout, activation.ErrInitExited)
+			out.Logs, out.LogsTruncated = inst.logs.take()
+			return out, nil
+		}
+		out.InitStatus, out.InitResponse, err = runtimes.DecodeReply(ans)
+		if err != nil {
+			e.discard(inst)
+			return nil, fmt.Errorf("snapshots: init %s: %w", kind.Name, err)
+		}
+		if out.InitStatus != 200 {
+			e.discard(inst)
+			inst.logs.wait(time.Now().Add(time.Second))
+			out.Logs, out.LogsTruncated = inst.logs.take()
+			return out, nil
+		}
+		if out.Path == activation.PathCold && inst.parent != nil {
+			e.captureFunction(ctx, inst, job, line)
+		}
+	}
+
+	line, err := encodeRun(&job.Run)
+	if err != nil {
+		e.discard(inst)
+		return nil, fmt.Errorf("snapshots: encode run: %w", err)
+	}
+	out.RunStart = time.Now()
+	deadline := out.RunStart.Add(timeout)
+	ans, err := inst.request(ctx, line, deadline)
+	out.RunEnd = time.Now()
+	if err != nil {
+		out.Err = e.fail(inst, err, activation.ErrRunTimeout, activation.ErrRunExited)
+		out.Logs, out.LogsTruncated = inst.logs.take()
+		return out, nil
+	}
+	out.RunStatus, out.RunResponse, err = runtimes.DecodeReply(ans)
+	if err != nil {
+		e.discard(inst)
+		return nil, fmt.Errorf("snapshots: run %s: %w", kind.Name, err)
+	}
+	complete := inst.logs.wait(earliest(deadline, time.Now().Add(logGrace)))
+	out.Logs, out.LogsTruncated = inst.logs.take()
+	if out.RunStatus == 200 && complete && inst.replies.ok() {
+		e.park(inst)
+	} else {
+		e.discard(inst)
+	}
+	return out, nil
+}
+
+const logGrace = 5 * time.Second
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// deploy provides a started instance for a job that has no hot one: W from its function
+// snapshot, else C from the kind's runtime snapshot, else B (booting, and capturing the
+// runtime snapshot on the way). A snapshot that fails to restore is logged, deleted if
+// corrupt or mismatched, and the next path is tried.
+func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activation.Job) (*instance, activation.Path, error) {
+	root, err := e.root(kind)
+	if err != nil {
+		return nil, "", err
+	}
+	if e.store == nil {
+		inst, err := e.boot(ctx, kind, root, job, false)
+		return inst, activation.PathBoot, err
+	}
+	fid := e.functionID(kind, root, job)
+	if f := e.store.Function(fid); f != nil {
+		rt := e.store.Runtime(kind.Name, root.Digest())
+		if rt == nil || rt.ID != f.File.Header.ParentID || rt.File.Digest != f.File.Header.ParentDigest {
+			e.log.Warn("snapshots: function snapshot without its runtime snapshot; deleting it", "id", fid, "action", job.Key.FQN)
+			e.store.RemoveFunction(fid)
+		} else if inst, err := e.restore(kind, root, job, rt, f); err == nil {
+			return inst, activation.PathWarm, nil
+		} else {
+			e.log.Warn("snapshots: function snapshot not restored; falling back to the runtime snapshot", "id", fid, "action", job.Key.FQN, "err", err)
+			if errors.Is(err, ErrCorruptSnapshot) || errors.Is(err, unikernel.ErrBadState) {
+				e.store.RemoveFunction(fid)
+			}
+		}
+	}
+	for attempt := 0; attempt < 2; attempt++ {
+		rt := e.store.Runtime(kind.Name, root.Digest())
+		if rt == nil {
+			lock := e.kindLock(kind.Name)
+			lock.Lock()
+			rt = e.store.Runtime(kind.Name, root.Digest())
+			if rt == nil {
+				// B: one booter per kind captures the runtime snapshot; the others wait here
+				// and then take C.
+				inst, err := e.boot(ctx, kind, root, job, true)
+				lock.Unlock()
+				return inst, activation.PathBoot, err
+			}
+			lock.Unlock()
+		}
+		inst, err := e.restore(kind, root, job, rt, nil)
+		if err == nil {
+			return inst, activation.PathCold, nil
+		}
+		e.log.Warn("snapshots: runtime snapshot not restored; falling back to boot", "id", rt.ID, "err", err)
+		if !errors.Is(err, ErrCorruptSnapshot) && !errors.Is(err, unikernel.ErrBadState) {
+			inst, err := e.boot(ctx, kind, root, job, false)
+			return inst, activation.PathBoot, err
+		}
+		e.store.RemoveRuntime(rt.ID)
+	}
+	return nil, "", fmt.Errorf("snapshots: no runtime snapshot of %s could be made", kind.Name)
+}
+
+func (e *Executor) functionID(kind runtimes.Kind, root *runtimes.Root, job *activation.Job) string {
+	return FunctionID(kind.Name, root.Digest(), job.Key.Namespace, job.Key.FQN, job.Key.Revision, job.Key.CodeDigest, initDigest(&job.Init))
+}
+
+func initDigest(m *activation.InitMessage) string {
+	b, _ := json.Marshal(m)
+	s := sha256.Sum256(b)
+	return "sha256-" + hex.EncodeToString(s[:])
+}
+
+// boot starts the launcher in a fresh UC (path B). With capture, it first runs the
+// warm-up activation and captures the kind's runtime snapshot (the anticipatory
+// optimisation: every later C starts from warmed runtime paths); a failed capture is
+// logged and the booted instance serves the job anyway.
+func (e *Executor) boot(ctx context.Context, kind runtimes.Kind, root *runtimes.Root, job *activation.Job, capture bool) (*instance, error) {
+	vm, err := e.shells.get()
+	if err != nil {
+		return nil, fmt.Errorf("snapshots: boot %s: %w", kind.Name, err)
+	}
+	inst := newInstance(kind, job.Key, job.Limits.MemoryMB)
+	inst.vm = vm
+	cfg := inst.config(root.Dir, job.Limits.MemoryMB)
+	cfg.Env = append(append([]string(nil), runtimes.Env...), e.cfg.Env...)
+	uc, err := unikernel.NewOnVM(vm, cfg)
+	if err != nil {
+		vm.Close()
+		return nil, fmt.Errorf("snapshots: boot %s: %w", kind.Name, err)
+	}
+	inst.uc = uc
+	if err := uc.Load(kind.Argv()); err != nil {
+		inst.close()
+		return nil, fmt.Errorf("snapshots: boot %s: %w", kind.Name, err)
+	}
+	if err := inst.start(); err != nil {
+		inst.close()
+		return nil, fmt.Errorf("snapshots: boot %s: %w", kind.Name, err)
+	}
+	if capture {
+		if err := e.captureRuntime(ctx, inst, kind, root, time.Now().Add(job.Limits.Timeout)); err != nil {
+			e.log.Warn("snapshots: runtime snapshot not captured", "kind", kind.Name, "err", err)
+			select {
+			case <-inst.exited:
+				inst.close()
+				return nil, fmt.Errorf("snapshots: boot %s: %w", kind.Name, err)
+			default:
+			}
+		}
+	}
+	return inst, nil
+}
+
+func (e *Executor) captureRuntime(ctx context.Context, inst *instance, kind runtimes.Kind, root *runtimes.Root, deadline time.Time) error {
+	ans, err := inst.request(ctx, runtimes.WarmupInit(kind), deadline)
+	if err != nil {
+		return fmt.Errorf("warm-up init: %w", err)
+	}
+	if st, _, err := runtimes.DecodeReply(ans); err != nil || st != 200 {
+		return fmt.Errorf("warm-up init answered %q", ans)
+	}
+	if ans, err = inst.request(ctx, runtimes.WarmupRun, deadline); err != nil {
+		return fmt.Errorf("warm-up run: %w", err)
+	}
+	if st, _, err := runtimes.DecodeReply(ans); err != nil || st != 200 {
+		return fmt.Errorf("warm-up run answered %q", ans)
+	}
+	if !inst.logs.wait(deadline) {
+		return errors.New("warm-up: no sentinels")
+	}
+	inst.logs.drop()
+	qctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if err := inst.uc.WaitQuiescent(qctx); err != nil {
+		return err
+	}
+	defer inst.uc.Resume()
+	st, err := inst.uc.Capture()
+	if err != nil {
+		return err
+	}
+	runs, err := inst.uc.MemoryRuns(true)
+	if err != nil {
+		return err
+	}
+	_, err = e.store.PutRuntime(Header{Kind: kind.Name, RootDigest: root.Digest()}, st, runs, inst.uc.Memory())
+	return err
+}
+
+// captureFunction captures a C instance after its init answered 200 and before its run:
+// the state and the pages that differ from the runtime snapshot are copied while the UC
+// is paused; the page store and the file are written in the background. A failure is
+// logged and the activation goes on.
+func (e *Executor) captureFunction(ctx context.Context, inst *instance, job *activation.Job, initLine []byte) {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := inst.uc.WaitQuiescent(qctx); err != nil {
+		e.log.Warn("snapshots: function snapshot not captured", "action", job.Key.FQN, "err", err)
+		return
+	}
+	st, err := inst.uc.Capture()
+	var runs []unikernel.PageRun
+	if err == nil {
+		runs, err = inst.uc.MemoryRuns(false)
+	}
+	var pending []PendingRun
+	if err == nil {
+		mem := inst.uc.Memory()
+		for _, r := range runs {
+			p := PendingRun{PageRun: r}
+			if !r.Zero {
+				p.Data = bytes.Clone(mem[r.Addr : r.Addr+r.Pages*unikernel.PageSize])
+			}
+			pending = append(pending, p)
+		}
+	}
+	inst.uc.Resume()
+	if err != nil {
+		e.log.Warn("snapshots: function snapshot not captured", "action", job.Key.FQN, "err", err)
+		return
+	}
+	root, _ := e.root(inst.kind)
+	h := Header{ID: e.functionID(inst.kind, root, job), Namespace: job.Key.Namespace, FQN: job.Key.FQN,
+		Revision: job.Key.Revision, CodeDigest: job.Key.CodeDigest, InitDigest: initDigest(&job.Init)}
+	parent := inst.parent
+	e.captures.Add(1)
+	go func() {
+		defer e.captures.Done()
+		if _, err := e.store.PutFunction(h, parent, st, pending); err != nil {
+			e.log.Warn("snapshots: function snapshot not stored", "action", job.Key.FQN, "err", err)
+		}
+	}()
+}
+
+// restore builds an instance from the runtime snapshot rt (C) or from the function
+// snapshot f over it (W): the runtime memory file mapped MAP_PRIVATE over the guest, then
+// the function's zero runs mapped fresh and its pages read from the page store.
+func (e *Executor) restore(kind runtimes.Kind, root *runtimes.Root, job *activation.Job, rt *RuntimeSnapshot, f *FunctionSnapshot) (*instance, error) {
+	if err := rt.VerifyMemory(); err != nil {
+		return nil, err
+	}
+	st := rt.File.State
+	if f != nil {
+		if err := e.store.VerifyPages(f); err != nil {
+			return nil, err
+		}
+		st = f.File.State
+	}
+	vm, err := e.shells.get()
+	if err != nil {
+		return nil, err
+	}
+	inst := newInstance(kind, job.Key, job.Limits.MemoryMB)
+	inst.vm = vm
+	pages := e.store.Pages()
+	uc, err := unikernel.RestoreOnVM(vm, inst.config(root.Dir, job.Limits.MemoryMB), st, func(g *unikernel.GuestMemory) error {
+		base := uint64(unikernel.UserBase)
+		if err := g.MapFile(base, g.Size()-base, rt.MemoryFd(), int64(base)); err != nil {
+			return fmt.Errorf("map runtime memory: %w", err)
+		}
+		if f == nil {
+			return nil
+		}
+		for _, r := range f.File.Runs {
+			n := uint64(r.Pages) * unikernel.PageSize
+			if r.Zero {
+				if err := g.Zero(r.Addr, n); err != nil {
+					return err
+				}
+				continue
+			}
+			for i := 0; i < len(r.Slots); {
+				j := i + 1
+				for j < len(r.Slots) && r.Slots[j] == r.Slots[j-1]+1 {
+					j++
+				}
+				dst, err := g.Bytes(r.Addr+uint64(i)*unikernel.PageSize, uint64(j-i)*unikernel.PageSize)
+				if err != nil {
+					return err
+				}
+				if err := pages.ReadRun(dst, r.Slots[i]); err != nil {
+					return err
+				}
+				i = j
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		vm.Close()
+		return nil, err
+	}
+	inst.uc = uc
+	if f == nil {
+		inst.parent = rt
+	}
+	if err := inst.start(); err != nil {
+		inst.close()
+		return nil, err
+	}
+	rt.mu.Lock()
+	rt.Hits++
+	rt.mu.Unlock()
+	return inst, nil
+}
+
+// --- the hot pool ---
+
+func (e *Executor) takeIdle(job *activation.Job, kind runtimes.Kind) *instance {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l := e.idle[job.Key]
+	for i := len(l) - 1; i >= 0; i-- {
+		inst := l[i]
+		if inst.kind.Name != kind.Name || inst.memMB != job.Limits.MemoryMB {
+			continue
+		}
+		e.idle[job.Key] = append(l[:i:i], l[i+1:]...)
+		if len(e.idle[job.Key]) == 0 {
+			delete(e.idle, job.Key)
+		}
+		inst.idleTimer.Stop()
+		return inst
+	}
+	return nil
+}
+
+func (e *Executor) reserve(memMB int) error {
+	var evict []*instance
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	for e.reserved+memMB > e.cfg.MemoryBudgetMB {
+		var victim *instance
+		for _, l := range e.idle {
+			if len(l) > 0 && (victim == nil || l[0].lastUsed.Before(victim.lastUsed)) {
+				victim = l[0]
+			}
+		}
+		if victim == nil {
+			e.mu.Unlock()
+			return fmt.Errorf("%w: %d MB reserved of %d, %d MB more needed", ErrNoCapacity, e.reserved, e.cfg.MemoryBudgetMB, memMB)
+		}
+		e.removeIdleLocked(victim)
+		e.reserved -= victim.memMB
+		delete(e.live, victim)
+		evict = append(evict, victim)
+	}
+	e.reserved += memMB
+	e.mu.Unlock()
+	for _, v := range evict {
+		v.close()
+	}
+	return nil
+}
+
+func (e *Executor) removeIdleLocked(inst *instance) bool {
+	l := e.idle[inst.key]
+	for i, x := range l {
+		if x == inst {
+			e.idle[inst.key] = append(l[:i:i], l[i+1:]...)
+			if len(e.idle[inst.key]) == 0 {
+				delete(e.idle, inst.key)
+			}
+			if inst.idleTimer != nil {
+				inst.idleTimer.Stop()
+			}
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Executor) park(inst *instance) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || !e.live[inst] {
+		go inst.close()
+		return
+	}
+	inst.lastUsed = time.Now()
+	e.idle[inst.key] = append(e.idle[inst.key], inst)
+	if inst.idleTimer == nil {
+		inst.idleTimer = time.AfterFunc(e.cfg.IdleTTL, func() { e.expire(inst) })
+	} else {
+		inst.idleTimer.Reset(e.cfg.IdleTTL)
+	}
+}
+
+func (e *Executor) expire(inst *instance) {
+	e.mu.Lock()
+	found := false
+	for _, x := range e.idle[inst.key] {
+		if x == inst {
+			found = true
+		}
+	}
+	if !found {
+		e.mu.Unlock()
+		return
+	}
+	if left := e.cfg.IdleTTL - time.Since(inst.lastUsed); left > 0 {
+		inst.idleTimer.Reset(left)
+		e.mu.Unlock()
+		return
+	}
+	e.removeIdleLocked(inst)
+	e.reserved -= inst.memMB
+	delete(e.live, inst)
+	e.mu.Unlock()
+	inst.close()
+}
+
+func (e *Executor) discard(inst *instance) {
+	e.mu.Lock()
+	if e.live[inst] {
+		delete(e.live, inst)
+		e.reserved -= inst.memMB
+		e.removeIdleLocked(inst)
+	}
+	e.mu.Unlock()
+	inst.close()
+}
+
+// exitMemory is the python launcher's exit status after a MemoryError.
+const exitMemory = 86
+
+// fail ends an instance whose request failed and says why, as an Outcome.Err.
+func (e *Executor) fail(inst *instance, err, timeoutErr, exitErr error) error {
+	e.discard(inst)
+	<-inst.exited
+	switch {
+	case errors.Is(err, errTimeout):
+		return timeoutErr
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	res := inst.result
+	if inst.kind.Language() == "python" && res.Status == exitMemory && res.Err == nil || inst.logs.sawHeapOOM() {
+		return fmt.Errorf("%w: the action exceeded its memory limit of %d MB", activation.ErrMemoryLimit, inst.memMB)
+	}
+	if res.Err != nil {
+		return fmt.Errorf("%w: %v", exitErr, res.Err)
+	}
+	return fmt.Errorf("%w: exit status %d", exitErr, res.Status)
+}
+
+// encodeLine is one compact JSON line, HTML characters unescaped (as sent).
+func encodeLine(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// encodeRun is the run line, the parameters spliced in as they are (as runtimes/process).
+func encodeRun(r *activation.RunMessage) ([]byte, error) {
+	value := bytes.TrimSpace(r.Value)
+	if len(value) == 0 {
+		value = []byte("{}")
+	}
+	if bytes.IndexByte(value, '\n') >= 0 {
+		var b bytes.Buffer
+		if err := json.Compact(&b, value); err != nil {
+			return nil, err
+		}
+		value = b.Bytes()
+	}
+	ctx, err := encodeLine(struct {
+		Namespace     string `json:"namespace"`
+		ActionName    string `json:"action_name"`
+		ActionVersion string `json:"action_version"`
+		ActivationID  string `json:"activation_id"`
+		TransactionID string `json:"transaction_id"`
+		Deadline      string `json:"deadline"`
+		APIKey        string `json:"api_key,omitempty"`
+	}{r.Namespace, r.ActionName, r.ActionVersion, r.ActivationID, r.TransactionID, r.Deadline, r.APIKey})
+	if err != nil {
+		return nil, err
+	}
+	line := make([]byte, 0, len(value)+len(ctx)+16)
+	line = append(line, `{"value":`...)
+	line = append(line, value...)
+	line = append(line, ',')
+	return append(line, ctx[1:]...), nil
+}

@@ -1,0 +1,591 @@
+package snapshots
+
+import (
+	"bufio"
+	"container/list"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/seuss-go/seuss/sharing"
+	"github.com/seuss-go/seuss/unikernel"
+)
+
+// Store is the snapshot directory (--snapshot-dir) and its in-memory index:
+//
+//	<dir>/runtimes/<id>.snap   runtime snapshot state (format.go)
+//	<dir>/runtimes/<id>.mem    its memory: a sparse file, offset = guest address
+//	<dir>/functions/<id>.snap  function snapshot state + page diff
+//	<dir>/pages/               the content-addressed page store (package sharing)
+//
+// Every snapshot is decoded (and checked) when the store opens; function snapshots whose
+// parent is missing or different are deleted. Function snapshots are kept under a byte
+// budget, least recently used evicted first. Files are written to a temporary name and
+// renamed, so a crash leaves either nothing or a whole file (and a torn one fails its
+// checksum).
+type Store struct {
+	dir   string
+	pages *sharing.PageStore
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	runtimes map[string]*RuntimeSnapshot // by id
+	funcs    map[string]*FunctionSnapshot
+	lru      *list.List // *FunctionSnapshot, most recent at the front
+	budget   int64
+	used     int64
+}
+
+// RuntimeSnapshot is a kind's runtime snapshot.
+type RuntimeSnapshot struct {
+	ID   string
+	File *File
+	mem  *os.File
+	// verified: the memory file's pages matched MemoryDigest in this process.
+	mu       sync.Mutex
+	verified bool
+	Hits     uint64
+}
+
+// FunctionSnapshot is one action's function snapshot.
+type FunctionSnapshot struct {
+	ID       string
+	File     *File
+	Bytes    int64 // state file + data pages (the budget's unit)
+	Hits     uint64
+	LastUsed time.Time
+	elem     *list.Element
+	verified bool
+	slots    []uint32
+}
+
+// OpenStore opens (creating) a snapshot directory with a byte budget for function
+// snapshots (0: 1 GiB).
+func OpenStore(dir string, budget int64, log *slog.Logger) (*Store, error) {
+	if budget <= 0 {
+		budget = 1 << 30
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range []string{"runtimes", "functions"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("snapshots: open store: %w", err)
+		}
+	}
+	pages, err := sharing.OpenPageStore(filepath.Join(dir, "pages"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, pages: pages, log: log, runtimes: map[string]*RuntimeSnapshot{}, funcs: map[string]*FunctionSnapshot{}, lru: list.New(), budget: budget}
+	s.load()
+	return s, nil
+}
+
+// Close closes the store's files.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, r := range s.runtimes {
+		errs = append(errs, r.mem.Close())
+	}
+	errs = append(errs, s.pages.Close())
+	return errors.Join(errs...)
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Pages is the page store.
+func (s *Store) Pages() *sharing.PageStore { return s.pages }
+
+func readFile(p string) (*File, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return Decode(bufio.NewReaderSize(f, 1<<20), st.Size())
+}
+
+func (s *Store) load() {
+	rdir := filepath.Join(s.dir, "runtimes")
+	ents, _ := os.ReadDir(rdir)
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".tmp") {
+			os.Remove(filepath.Join(rdir, name))
+			continue
+		}
+		id, ok := strings.CutSuffix(name, ".snap")
+		if !ok {
+			if id, ok := strings.CutSuffix(name, ".mem"); ok {
+				if _, err := os.Stat(filepath.Join(rdir, id+".snap")); err != nil {
+					os.Remove(filepath.Join(rdir, name))
+				}
+			}
+			continue
+		}
+		f, err := readFile(filepath.Join(rdir, name))
+		if err == nil && (f.Header.Type != TypeRuntime || f.Header.ID != id) {
+			err = fmt.Errorf("%w: %s is not runtime snapshot %s", ErrMismatch, name, id)
+		}
+		var mem *os.File
+		if err == nil {
+			mem, err = os.Open(filepath.Join(rdir, id+".mem"))
+		}
+		if err != nil {
+			s.log.Warn("snapshots: deleting unusable runtime snapshot", "id", id, "err", err)
+			s.removeRuntimeFiles(id)
+			continue
+		}
+		s.runtimes[id] = &RuntimeSnapshot{ID: id, File: f, mem: mem}
+	}
+	fdir := filepath.Join(s.dir, "functions")
+	ents, _ = os.ReadDir(fdir)
+	var fs []*FunctionSnapshot
+	for _, e := range ents {
+		name := e.Name()
+		id, ok := strings.CutSuffix(name, ".snap")
+		if !ok {
+			os.Remove(filepath.Join(fdir, name))
+			continue
+		}
+		p := filepath.Join(fdir, name)
+		f, err := readFile(p)
+		if err == nil {
+			err = s.checkParent(f)
+		}
+		if err == nil && (f.Header.Type != TypeFunction || f.Header.ID != id) {
+			err = fmt.Errorf("%w: %s is not function snapshot %s", ErrMismatch, name, id)
+		}
+		var slots []uint32
+		if err == nil {
+			var hashes [][32]byte
+			for _, r := range f.Runs {
+				slots = append(slots, r.Slots...)
+				hashes = append(hashes, r.Hashes...)
+			}
+			if !s.pages.Ref(slots, hashes) {
+				err = fmt.Errorf("%w: its pages are not in the page store", ErrCorruptSnapshot)
+			}
+		}
+		if err != nil {
+			s.log.Warn("snapshots: deleting unusable function snapshot", "id", id, "err", err)
+			os.Remove(p)
+			continue
+		}
+		info, _ := e.Info()
+		fs = append(fs, &FunctionSnapshot{ID: id, File: f, Bytes: f.Size + int64(len(slots))*sharing.PageSize, LastUsed: info.ModTime(), slots: slots})
+	}
+	s.pages.Sweep()
+	sort.Slice(fs, func(i, j int) bool { return fs[i].LastUsed.After(fs[j].LastUsed) })
+	s.mu.Lock()
+	for _, f := range fs {
+		f.elem = s.lru.PushBack(f)
+		s.funcs[f.ID] = f
+		s.used += f.Bytes
+	}
+	victims := s.evictLocked()
+	s.mu.Unlock()
+	s.drop(victims)
+}
+
+func (s *Store) checkParent(f *File) error {
+	if f.Header.Type != TypeFunction {
+		return nil
+	}
+	p := s.runtimes[f.Header.ParentID]
+	if p == nil {
+		return fmt.Errorf("%w: parent %s is gone", ErrMismatch, f.Header.ParentID)
+	}
+	if p.File.Digest != f.Header.ParentDigest {
+		return fmt.Errorf("%w: parent %s is %s, not %s", ErrMismatch, f.Header.ParentID, p.File.Digest, f.Header.ParentDigest)
+	}
+	return nil
+}
+
+func (s *Store) removeRuntimeFiles(id string) {
+	os.Remove(filepath.Join(s.dir, "runtimes", id+".snap"))
+	os.Remove(filepath.Join(s.dir, "runtimes", id+".mem"))
+}
+
+// RuntimeID names the runtime snapshot of a kind in a root.
+func RuntimeID(kind, rootDigest string) string {
+	d := strings.TrimPrefix(rootDigest, "sha256-")
+	if len(d) > 16 {
+		d = d[:16]
+	}
+	return "rt-" + strings.NewReplacer(":", "-", "/", "-").Replace(kind) + "-" + d
+}
+
+// Runtime returns the runtime snapshot of a kind in a root, or nil.
+func (s *Store) Runtime(kind, rootDigest string) *RuntimeSnapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.runtimes[RuntimeID(kind, rootDigest)]
+	if r != nil && r.File.Header.RootDigest != rootDigest {
+		return nil
+	}
+	return r
+}
+
+// PutRuntime writes a runtime snapshot: the state and the runs of a booted, paused UC's
+// memory (MemoryRuns(true)), read from mem.
+func (s *Store) PutRuntime(h Header, st *unikernel.VMState, runs []unikernel.PageRun, mem []byte) (*RuntimeSnapshot, error) {
+	h.Type, h.ID = TypeRuntime, RuntimeID(h.Kind, h.RootDigest)
+	h.Created = time.Now().UTC()
+	dir := filepath.Join(s.dir, "runtimes")
+	tmp, err := os.CreateTemp(dir, ".tmp-mem-")
+	if err != nil {
+		return nil, fmt.Errorf("snapshots: write runtime snapshot: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if err := tmp.Truncate(int64(st.AddressSpace)); err != nil {
+		return nil, fmt.Errorf("snapshots: write runtime snapshot: %w", err)
+	}
+	sum := sha256.New()
+	var fruns []Run
+	for _, r := range runs {
+		if r.Zero {
+			continue
+		}
+		b := mem[r.Addr : r.Addr+r.Pages*unikernel.PageSize]
+		if _, err := tmp.WriteAt(b, int64(r.Addr)); err != nil {
+			return nil, fmt.Errorf("snapshots: write runtime memory: %w", err)
+		}
+		sum.Write(b)
+		h.MemoryPages += r.Pages
+		fruns = append(fruns, Run{Addr: r.Addr, Pages: uint32(r.Pages), InFile: true})
+	}
+	h.MemoryDigest = "sha256-" + hex.EncodeToString(sum.Sum(nil))
+	if err := tmp.Sync(); err != nil {
+		return nil, err
+	}
+	f, err := s.writeState(dir, h.ID, &h, st, fruns)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, h.ID+".mem")); err != nil {
+		return nil, err
+	}
+	memf, err := os.Open(filepath.Join(dir, h.ID+".mem"))
+	if err != nil {
+		return nil, err
+	}
+	r := &RuntimeSnapshot{ID: h.ID, File: f, mem: memf, verified: true}
+	s.mu.Lock()
+	old := s.runtimes[h.ID]
+	s.runtimes[h.ID] = r
+	s.mu.Unlock()
+	if old != nil {
+		old.mem.Close()
+	}
+	return r, nil
+}
+
+// writeState encodes a state file to dir/<id>.snap through a temporary file.
+func (s *Store) writeState(dir, id string, h *Header, st *unikernel.VMState, runs []Run) (*File, error) {
+	tmp, err := os.CreateTemp(dir, ".tmp-snap-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriterSize(tmp, 1<<20)
+	digest, err := Encode(w, h, st, runs)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	var size int64
+	if err == nil {
+		var info os.FileInfo
+		if info, err = tmp.Stat(); err == nil {
+			size = info.Size()
+		}
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, id+".snap"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshots: write %s: %w", id, err)
+	}
+	return &File{Header: *h, State: st, Runs: runs, Digest: digest, Size: size}, nil
+}
+
+// VerifyMemory checks a runtime snapshot's memory file against its digest, once per
+// process; a mismatch is ErrCorruptSnapshot.
+func (r *RuntimeSnapshot) VerifyMemory() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.verified {
+		return nil
+	}
+	sum := sha256.New()
+	buf := make([]byte, 1<<20)
+	var pages uint64
+	for _, run := range r.File.Runs {
+		n := int64(run.Pages) * unikernel.PageSize
+		for off := int64(0); off < n; {
+			c := min(n-off, int64(len(buf)))
+			if _, err := r.mem.ReadAt(buf[:c], int64(run.Addr)+off); err != nil {
+				return fmt.Errorf("%w: memory file: %v", ErrCorruptSnapshot, err)
+			}
+			sum.Write(buf[:c])
+			off += c
+		}
+		pages += uint64(run.Pages)
+	}
+	if got := "sha256-" + hex.EncodeToString(sum.Sum(nil)); got != r.File.Header.MemoryDigest || pages != r.File.Header.MemoryPages {
+		return fmt.Errorf("%w: memory file digest %s, want %s", ErrCorruptSnapshot, got, r.File.Header.MemoryDigest)
+	}
+	r.verified = true
+	return nil
+}
+
+// MemoryFd is the memory file's descriptor, for GuestMemory.MapFile.
+func (r *RuntimeSnapshot) MemoryFd() int { return int(r.mem.Fd()) }
+
+// RemoveRuntime deletes a runtime snapshot and every function snapshot over it.
+func (s *Store) RemoveRuntime(id string) {
+	s.mu.Lock()
+	r := s.runtimes[id]
+	delete(s.runtimes, id)
+	var victims []*FunctionSnapshot
+	for _, f := range s.funcs {
+		if f.File.Header.ParentID == id {
+			victims = append(victims, f)
+			s.unlinkLocked(f)
+		}
+	}
+	s.mu.Unlock()
+	if r != nil {
+		r.mem.Close()
+	}
+	s.removeRuntimeFiles(id)
+	s.drop(victims)
+}
+
+// FunctionID names an action's function snapshot: the runtime it was made in (kind and
+// root), the invoking namespace, the action revision and the init message's digest.
+func FunctionID(kind, rootDigest, namespace, fqn, revision, codeDigest, initDigest string) string {
+	h := sha256.New()
+	for _, p := range []string{kind, rootDigest, namespace, fqn, revision, codeDigest, initDigest} {
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	return "fn-" + hex.EncodeToString(h.Sum(nil))[:40]
+}
+
+// Function returns a function snapshot by id (counting a hit), or nil.
+func (s *Store) Function(id string) *FunctionSnapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.funcs[id]
+	if f == nil {
+		return nil
+	}
+	f.Hits++
+	f.LastUsed = time.Now()
+	s.lru.MoveToFront(f.elem)
+	return f
+}
+
+// VerifyPages checks, once per process, that a function snapshot's pages in the page
+// store match their hashes (a snapshot made by this process is trusted).
+func (s *Store) VerifyPages(f *FunctionSnapshot) error {
+	s.mu.Lock()
+	ok := f.verified
+	s.mu.Unlock()
+	if ok {
+		return nil
+	}
+	for _, r := range f.File.Runs {
+		for i, sl := range r.Slots {
+			if err := s.pages.Verify(sl, r.Hashes[i]); err != nil {
+				return fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
+			}
+		}
+	}
+	s.mu.Lock()
+	f.verified = true
+	s.mu.Unlock()
+	return nil
+}
+
+// PendingRun is a captured run of a function snapshot whose data is still to be stored.
+type PendingRun struct {
+	unikernel.PageRun
+	Data []byte // nil for zero runs
+}
+
+// PutFunction stores a function snapshot over parent: its pages go to the page store
+// (identical pages stored once), the state file to functions/.
+func (s *Store) PutFunction(h Header, parent *RuntimeSnapshot, st *unikernel.VMState, runs []PendingRun) (*FunctionSnapshot, error) {
+	h.Type = TypeFunction
+	h.ParentID, h.ParentDigest = parent.ID, parent.File.Digest
+	h.Kind, h.RootDigest = parent.File.Header.Kind, parent.File.Header.RootDigest
+	h.Created = time.Now().UTC()
+	var fruns []Run
+	var slots []uint32
+	fail := func(err error) (*FunctionSnapshot, error) {
+		s.pages.Release(slots)
+		return nil, fmt.Errorf("snapshots: store function snapshot %s: %w", h.ID, err)
+	}
+	for _, r := range runs {
+		fr := Run{Addr: r.Addr, Pages: uint32(r.Pages), Zero: r.Zero}
+		if !r.Zero {
+			for i := uint64(0); i < r.Pages; i++ {
+				sl, hash, err := s.pages.Put(r.Data[i*unikernel.PageSize : (i+1)*unikernel.PageSize])
+				if err != nil {
+					return fail(err)
+				}
+				slots = append(slots, sl)
+				fr.Slots = append(fr.Slots, sl)
+				fr.Hashes = append(fr.Hashes, hash)
+			}
+		}
+		fruns = append(fruns, fr)
+	}
+	f, err := s.writeState(filepath.Join(s.dir, "functions"), h.ID, &h, st, fruns)
+	if err != nil {
+		return fail(err)
+	}
+	fs := &FunctionSnapshot{ID: h.ID, File: f, Bytes: f.Size + int64(len(slots))*sharing.PageSize, LastUsed: time.Now(), verified: true, slots: slots}
+	s.mu.Lock()
+	var victims []*FunctionSnapshot
+	if old := s.funcs[h.ID]; old != nil {
+		s.unlinkLocked(old)
+		s.pages.Release(old.slots)
+	}
+	fs.elem = s.lru.PushFront(fs)
+	s.funcs[h.ID] = fs
+	s.used += fs.Bytes
+	victims = s.evictLocked()
+	s.mu.Unlock()
+	s.drop(victims)
+	return fs, nil
+}
+
+func (s *Store) unlinkLocked(f *FunctionSnapshot) {
+	if s.funcs[f.ID] != f {
+		return
+	}
+	delete(s.funcs, f.ID)
+	s.lru.Remove(f.elem)
+	s.used -= f.Bytes
+}
+
+// evictLocked unlinks least recently used function snapshots until the budget holds.
+func (s *Store) evictLocked() []*FunctionSnapshot {
+	var out []*FunctionSnapshot
+	for s.used > s.budget && s.lru.Len() > 0 {
+		f := s.lru.Back().Value.(*FunctionSnapshot)
+		s.unlinkLocked(f)
+		out = append(out, f)
+	}
+	return out
+}
+
+// drop deletes unlinked function snapshots' files and pages.
+func (s *Store) drop(fs []*FunctionSnapshot) {
+	for _, f := range fs {
+		os.Remove(filepath.Join(s.dir, "functions", f.ID+".snap"))
+		s.pages.Release(f.slots)
+	}
+}
+
+// RemoveFunction deletes a function snapshot (corrupt, or asked to).
+func (s *Store) RemoveFunction(id string) bool {
+	s.mu.Lock()
+	f := s.funcs[id]
+	if f != nil {
+		s.unlinkLocked(f)
+	}
+	s.mu.Unlock()
+	if f == nil {
+		os.Remove(filepath.Join(s.dir, "functions", id+".snap"))
+		return false
+	}
+	s.drop([]*FunctionSnapshot{f})
+	return true
+}
+
+// Entry is one snapshot as listed by `snapshot ls`.
+type Entry struct {
+	ID, Type, Kind, FQN, Revision, Parent string
+	Created                               time.Time
+	Hits                                  uint64
+	// StateBytes is the state file; MemoryBytes the runtime memory file's data pages or
+	// the function diff's data pages; PrivateBytes what only this function snapshot holds
+	// in the page store, SharedBytes its pages shared with other function snapshots.
+	StateBytes, MemoryBytes, PrivateBytes, SharedBytes int64
+	DataPages, ZeroPages                               uint64
+}
+
+// List returns every snapshot, runtimes first, then functions by recency.
+func (s *Store) List() []Entry {
+	s.mu.Lock()
+	var rs []*RuntimeSnapshot
+	for _, r := range s.runtimes {
+		rs = append(rs, r)
+	}
+	var fs []*FunctionSnapshot
+	for e := s.lru.Front(); e != nil; e = e.Next() {
+		fs = append(fs, e.Value.(*FunctionSnapshot))
+	}
+	s.mu.Unlock()
+	sort.Slice(rs, func(i, j int) bool { return rs[i].ID < rs[j].ID })
+	var out []Entry
+	for _, r := range rs {
+		h := r.File.Header
+		out = append(out, Entry{ID: r.ID, Type: TypeRuntime, Kind: h.Kind, Created: h.Created, Hits: r.Hits,
+			StateBytes: r.File.Size, MemoryBytes: int64(h.MemoryPages) * unikernel.PageSize, DataPages: h.MemoryPages})
+	}
+	for _, f := range fs {
+		h := f.File.Header
+		data, zero := Pages(f.File.Runs)
+		priv, shared, _ := s.pages.Attribution(f.slots)
+		out = append(out, Entry{ID: f.ID, Type: TypeFunction, Kind: h.Kind, FQN: h.FQN, Revision: h.Revision, Parent: h.ParentID,
+			Created: h.Created, Hits: f.Hits, StateBytes: f.File.Size, MemoryBytes: int64(data) * unikernel.PageSize,
+			PrivateBytes: priv + f.File.Size, SharedBytes: shared, DataPages: data, ZeroPages: zero})
+	}
+	return out
+}
+
+// Usage is the budget's state: bytes of function snapshots and the budget.
+func (s *Store) Usage() (used, budget int64, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used, s.budget, len(s.funcs)
+}
+
+// FunctionPrivateBytes returns, for each cached function snapshot, the bytes it holds
+// of its own (state file and pages no other function snapshot shares).
+func (s *Store) FunctionPrivateBytes() []int64 {
+	var out []int64
+	for _, e := range s.List() {
+		if e.Type == TypeFunction {
+			out = append(out, e.PrivateBytes)
+		}
+	}
+	return out
+}
