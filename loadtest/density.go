@@ -188,7 +188,9 @@ func processDensity(ctx context.Context, c *commonFlags, budget int64, max int, 
 		old[p] = true
 	}
 	// The executor's own budget must not evict: every process stays, idle and warm.
-	s, err := startInProcess(ctx, t, stackOptions{UserMemoryMB: c.userMemMB, ExecBudgetMB: 1 << 30, Controller: c.controller, Logger: c.logger(stderr)})
+	o := c.stackOptions(stderr)
+	o.ExecBudgetMB = 1 << 30
+	s, err := startInProcess(ctx, t, o)
 	if err != nil {
 		return err
 	}
@@ -229,12 +231,20 @@ func snapshotDensity(ctx context.Context, c *commonFlags, budget int64, max int,
 	if err != nil || t.SnapshotBytes == nil {
 		return fmt.Errorf("%w: needs the seuss target's function-snapshot cache (package snapshots), not built yet", errUnavailable)
 	}
-	s, err := startInProcess(ctx, t, stackOptions{UserMemoryMB: c.userMemMB, Controller: c.controller, Logger: c.logger(stderr)})
+	// The cache must hold more than the budget, or eviction would stop it filling.
+	o := c.stackOptions(stderr)
+	o.CacheBytes = 2*budget + 64<<20
+	s, err := startInProcess(ctx, t, o)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	measure := func() ([]int64, error) { return t.SnapshotBytes(s.Exec.inner) }
+	measure := func() ([]int64, error) {
+		if w, ok := s.Exec.inner.(snapshotWaiter); ok {
+			w.WaitSnapshots()
+		}
+		return t.SnapshotBytes(s.Exec.inner)
+	}
 	per, err := fillUntil(ctx, c, s, "lt-density-seuss-"+newActivationID()[:8], budget, max, timeout, stderr, measure)
 	if err != nil {
 		return fmt.Errorf("function snapshots: %w", err)

@@ -126,7 +126,7 @@ func deployMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // samples to paths (only those of path only, when set); mem, when not nil, gets the
 // target's memory figures.
 func deployOn(ctx context.Context, c *commonFlags, t *target, n int, timeout time.Duration, paths map[string]*pathTimes, mem map[string]*float64, only string, stderr io.Writer) error {
-	s, err := startInProcess(ctx, t, stackOptions{UserMemoryMB: c.userMemMB, Controller: c.controller, Logger: c.logger(stderr)})
+	s, err := startInProcess(ctx, t, c.stackOptions(stderr))
 	if err != nil {
 		return fmt.Errorf("deploy on %s: %w", t.Name, err)
 	}
@@ -187,6 +187,9 @@ func deployOn(ctx context.Context, c *commonFlags, t *target, n int, timeout tim
 		}
 		pt.e2e = append(pt.e2e, ms(sm.E2E()))
 		pt.exec = append(pt.exec, ms(sm.ExecTime))
+	}
+	if w, ok := s.Exec.inner.(snapshotWaiter); ok {
+		w.WaitSnapshots()
 	}
 	if mem != nil && t.SnapshotBytes != nil {
 		if b, err := t.SnapshotBytes(s.Exec.inner); err == nil && len(b) > 0 {

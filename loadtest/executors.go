@@ -52,11 +52,20 @@ type execOptions struct {
 	MemoryBudgetMB int
 	// TempDir is a directory the executor may use (launchers, snapshots).
 	TempDir string
+	// RootsDir holds the runtime roots (`make rootfs`); "" means the executor's default.
+	RootsDir string
+	// CacheBytes bounds a function-snapshot cache; 0 means the executor's default.
+	CacheBytes int64
 }
 
 // dropper is implemented by executors that can end their idle instances at once
 // (process.Executor.DropIdle); deploy uses it to force the W path.
 type dropper interface{ DropIdle() int }
+
+// snapshotWaiter is implemented by executors that capture function snapshots in the
+// background (snapshots.Executor.WaitSnapshots): deploy and density wait for captures
+// before forcing W or counting the cache.
+type snapshotWaiter interface{ WaitSnapshots() }
 
 // register adds t, replacing a planned entry of the same name.
 func register(t target) { targets[t.Name] = &t }

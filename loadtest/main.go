@@ -105,6 +105,7 @@ type commonFlags struct {
 	controller string
 	memoryMB   int
 	userMemMB  int
+	roots      string
 	verbose    bool
 }
 
@@ -116,6 +117,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.controller, "controller", "0", "C of completed{C}, where acks are read")
 	fs.IntVar(&c.memoryMB, "memory", 256, "each action's memory limit in MB")
 	fs.IntVar(&c.userMemMB, "user-memory", 2048, "in-process invoker's user memory in MB (also the executor's budget)")
+	fs.StringVar(&c.roots, "roots", "", "runtime roots for UC targets (`make rootfs`; default the executor's, .seuss/roots)")
 	fs.BoolVar(&c.verbose, "v", false, "log the invoker's warnings on stderr")
 }
 
@@ -132,7 +134,11 @@ func (c *commonFlags) open(ctx context.Context, t *target, stderr io.Writer) (*s
 	if c.kafka != "" {
 		return connectExternal(ctx, c.kafka, c.store, c.invoker, c.controller)
 	}
-	return startInProcess(ctx, t, stackOptions{UserMemoryMB: c.userMemMB, Controller: c.controller, Logger: c.logger(stderr)})
+	return startInProcess(ctx, t, c.stackOptions(stderr))
+}
+
+func (c *commonFlags) stackOptions(stderr io.Writer) stackOptions {
+	return stackOptions{UserMemoryMB: c.userMemMB, Controller: c.controller, RootsDir: c.roots, Logger: c.logger(stderr)}
 }
 
 func parse(fs *flag.FlagSet, args []string) error {

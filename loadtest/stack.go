@@ -50,8 +50,11 @@ type stackOptions struct {
 	UserMemoryMB int
 	// ExecBudgetMB is the executor's memory budget; 0 means UserMemoryMB.
 	ExecBudgetMB int
-	Controller   string
-	Logger       *slog.Logger
+	// RootsDir and CacheBytes are passed to the executor (execOptions).
+	RootsDir   string
+	CacheBytes int64
+	Controller string
+	Logger     *slog.Logger
 }
 
 // startInProcess starts broker, store and invoker 0 with t's executor, in a temporary
@@ -99,7 +102,7 @@ func startInProcess(ctx context.Context, t *target, o stackOptions) (s *sut, err
 	if budget <= 0 {
 		budget = o.UserMemoryMB
 	}
-	exec, closeExec, err := t.New(ctx, execOptions{MemoryBudgetMB: budget, TempDir: dir})
+	exec, closeExec, err := t.New(ctx, execOptions{MemoryBudgetMB: budget, TempDir: dir, RootsDir: o.RootsDir, CacheBytes: o.CacheBytes})
 	if err != nil {
 		return nil, fmt.Errorf("executor %s: %w", t.Name, err)
 	}
@@ -212,8 +215,12 @@ func (t *timedExecutor) get(id string) (execRun, bool) {
 	return r, ok
 }
 
-// DropIdle ends the inner executor's idle instances, when it can.
+// DropIdle ends the inner executor's idle instances, when it can, after its pending
+// snapshot captures are stored.
 func (t *timedExecutor) DropIdle() int {
+	if w, ok := t.inner.(snapshotWaiter); ok {
+		w.WaitSnapshots()
+	}
 	if d, ok := t.inner.(dropper); ok {
 		return d.DropIdle()
 	}
