@@ -136,6 +136,10 @@ type PageRun struct {
 // PageSize is the granularity of snapshots.
 const PageSize = pageSize
 
+// UserBase is the lowest guest address the guest owns: everything below is the system
+// area every VM shell writes for itself, never part of a snapshot.
+const UserBase = userBase
+
 // MemoryRuns lists, sorted, what a snapshot of a paused UC must store:
 //   - full (a booted UC, for a runtime snapshot): every non-zero page of every mapping:
 //     the anonymous pages the guest touched and all pages of file mappings (runtime text
