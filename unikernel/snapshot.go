@@ -505,6 +505,9 @@ func RestoreOnVM(vm *VM, cfg Config, st *VMState, load func(*GuestMemory) error)
 		}
 		return nil
 	}
+	// 6. The vDSO's time page belongs to this VM's system area: calibrate it against this
+	// VM's TSC before any thread runs (the captured page was the old VM's).
+	uc.refreshTimePage()
 	uc.loaded = true
 	return uc, nil
 }
