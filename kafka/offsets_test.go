@@ -3,31 +3,31 @@ package kafka
 import "testing"
 
 // TestOffsetsCommitOnlyPastDone: the committed offset never passes a message that is
-// still being handled, whatever order messages finish in.
+// still being handled, whatever order messages finish in, per partition.
 func TestOffsetsCommitOnlyPastDone(t *testing.T) {
-	o := &offsets{pending: map[int64]int{}, committed: -1}
+	o := newOffsets()
 	for off := int64(0); off < 4; off++ {
-		o.fetched(off)
+		o.fetched(0, off)
 	}
-	if got := o.done(2); got != 0 {
-		t.Fatalf("after 2: commit %d, want 0 (nothing past the pending 0)", got)
+	o.fetched(1, 7)
+	step := func(p int, off, want int64) {
+		t.Helper()
+		if got := o.done(p, off); got != want {
+			t.Fatalf("after %d/%d: commit %d, want %d", p, off, got, want)
+		}
+		if want >= 0 {
+			o.setCommitted(p, want)
+		}
 	}
-	o.setCommitted(0)
-	if got := o.done(0); got != 1 {
-		t.Fatalf("after 0: commit %d, want 1", got)
+	step(0, 2, 0) // 0 still pending: nothing past it
+	step(0, 0, 1)
+	step(0, 1, 3)
+	step(1, 7, 8)
+	step(0, 3, 4)
+	if ts := o.targets(); len(ts) != 0 {
+		t.Fatalf("targets after all done: %v", ts)
 	}
-	o.setCommitted(1)
-	if got := o.done(1); got != 3 {
-		t.Fatalf("after 1: commit %d, want 3", got)
-	}
-	o.setCommitted(3)
-	if got := o.done(3); got != 4 {
-		t.Fatalf("after 3: commit %d, want 4", got)
-	}
-	o.setCommitted(4)
 	// A redelivered old offset (after a rebalance) never moves the commit back.
-	o.fetched(1)
-	if got := o.done(1); got != -1 {
-		t.Fatalf("redelivered: commit %d, want none", got)
-	}
+	o.fetched(0, 1)
+	step(0, 1, -1)
 }

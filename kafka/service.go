@@ -162,52 +162,84 @@ func (s *Service) ping(ctx context.Context) {
 	}
 }
 
-// offsets tracks which fetched offsets are still being handled, so that the committed
-// offset only ever moves past messages that are done.
+// offsets tracks, per partition, which fetched offsets are still being handled, so
+// that the committed offset only ever moves past messages that are done. OpenWhisk's
+// invoker topics have one partition; a topic created with more works too.
 type offsets struct {
-	mu        sync.Mutex
+	mu    sync.Mutex
+	parts map[int]*partOffsets
+}
+
+type partOffsets struct {
 	pending   map[int64]int // offset → deliveries in flight
 	next      int64         // one past the highest offset fetched
 	committed int64         // the group's committed offset as far as we know (-1: none)
 }
 
-func (o *offsets) fetched(off int64) {
+func newOffsets() *offsets { return &offsets{parts: map[int]*partOffsets{}} }
+
+func (o *offsets) part(p int) *partOffsets {
+	po := o.parts[p]
+	if po == nil {
+		po = &partOffsets{pending: map[int64]int{}, committed: -1}
+		o.parts[p] = po
+	}
+	return po
+}
+
+func (o *offsets) fetched(p int, off int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.pending[off]++
-	if off+1 > o.next {
-		o.next = off + 1
+	po := o.part(p)
+	po.pending[off]++
+	if off+1 > po.next {
+		po.next = off + 1
 	}
 }
 
-// done marks off handled and returns the offset to commit (all below it done), or -1.
-func (o *offsets) done(off int64) int64 {
+// done marks off of partition p handled and returns the offset to commit for p (all
+// below it done), or -1.
+func (o *offsets) done(p int, off int64) int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.pending[off]--; o.pending[off] <= 0 {
-		delete(o.pending, off)
+	po := o.part(p)
+	if po.pending[off]--; po.pending[off] <= 0 {
+		delete(po.pending, off)
 	}
-	return o.commitTargetLocked()
+	return po.target()
 }
 
-func (o *offsets) commitTargetLocked() int64 {
-	low := o.next
-	for off := range o.pending {
+func (po *partOffsets) target() int64 {
+	low := po.next
+	for off := range po.pending {
 		if off < low {
 			low = off
 		}
 	}
-	if low > o.committed {
+	if low > po.committed {
 		return low
 	}
 	return -1
 }
 
-func (o *offsets) setCommitted(off int64) {
+// targets returns the offsets to commit, by partition.
+func (o *offsets) targets() map[int]int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if off > o.committed {
-		o.committed = off
+	t := map[int]int64{}
+	for p, po := range o.parts {
+		if off := po.target(); off >= 0 {
+			t[p] = off
+		}
+	}
+	return t
+}
+
+func (o *offsets) setCommitted(p int, off int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if po := o.part(p); off > po.committed {
+		po.committed = off
 	}
 }
 
@@ -248,8 +280,8 @@ func (s *Service) consume(ctx context.Context) error {
 	})
 	defer stopDrain()
 
-	offs := &offsets{pending: map[int64]int{}, committed: -1}
-	commits := make(chan int64, 1)
+	offs := newOffsets()
+	commits := make(chan struct{}, 1) // "there is something to commit"
 	committerDone := make(chan struct{})
 	go func() {
 		defer close(committerDone)
@@ -274,7 +306,7 @@ func (s *Service) consume(ctx context.Context) error {
 			sleepCtx(ctx, time.Second)
 			continue
 		}
-		offs.fetched(msg.Offset)
+		offs.fetched(msg.Partition, msg.Offset)
 		s.observe(+1)
 		wg.Add(1)
 		go func(msg kafkago.Message) {
@@ -286,16 +318,10 @@ func (s *Service) consume(ctx context.Context) error {
 				s.log.Warn("message not completed; left uncommitted", "offset", msg.Offset, "err", err)
 				return
 			}
-			if target := offs.done(msg.Offset); target >= 0 {
+			if offs.done(msg.Partition, msg.Offset) >= 0 {
 				select {
-				case commits <- target:
-				default:
-					// The committer is busy; it reads the latest target from offs.
-					select {
-					case <-commits:
-					default:
-					}
-					commits <- target
+				case commits <- struct{}{}:
+				default: // already signalled; the committer reads the latest targets
 				}
 			}
 		}(msg)
@@ -310,33 +336,34 @@ func (s *Service) consume(ctx context.Context) error {
 	return nil
 }
 
-// commitLoop commits the latest target offset, retrying while the broker is away.
+// commitLoop commits the latest target offsets, retrying while the broker is away.
 // After commits is closed it makes a last attempt for what is done, then returns.
 // stop is the service's context: once it is done, failed commits are not retried.
-func (s *Service) commitLoop(ctx, stop context.Context, r *kafkago.Reader, offs *offsets, commits <-chan int64) {
-	commit := func(target int64, timeout time.Duration) bool {
+func (s *Service) commitLoop(ctx, stop context.Context, r *kafkago.Reader, offs *offsets, commits <-chan struct{}) {
+	commit := func(timeout time.Duration) bool {
+		targets := offs.targets()
+		if len(targets) == 0 {
+			return true
+		}
+		msgs := make([]kafkago.Message, 0, len(targets))
+		for p, off := range targets {
+			// CommitMessages commits msg.Offset+1.
+			msgs = append(msgs, kafkago.Message{Topic: s.topic, Partition: p, Offset: off - 1})
+		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		// CommitMessages commits msg.Offset+1.
-		err := r.CommitMessages(cctx, kafkago.Message{Topic: s.topic, Partition: 0, Offset: target - 1})
-		if err != nil {
-			s.log.Warn("commit failed", "offset", target, "err", err)
+		if err := r.CommitMessages(cctx, msgs...); err != nil {
+			s.log.Warn("commit failed", "offsets", targets, "err", err)
 			return false
 		}
-		offs.setCommitted(target)
+		for p, off := range targets {
+			offs.setCommitted(p, off)
+		}
 		return true
 	}
-	latest := func() int64 {
-		offs.mu.Lock()
-		defer offs.mu.Unlock()
-		return offs.commitTargetLocked()
-	}
-	for target := range commits {
+	for range commits {
 		for backoff := 100 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
-			if t := latest(); t > target {
-				target = t
-			}
-			if target < 0 || commit(target, 10*time.Second) || ctx.Err() != nil {
+			if commit(10*time.Second) || ctx.Err() != nil {
 				break
 			}
 			// While shutting down, do not retry: the last attempt below covers it.
@@ -345,8 +372,8 @@ func (s *Service) commitLoop(ctx, stop context.Context, r *kafkago.Reader, offs 
 			}
 		}
 	}
-	if t := latest(); t >= 0 && ctx.Err() == nil {
-		commit(t, 5*time.Second)
+	if ctx.Err() == nil {
+		commit(5 * time.Second)
 	}
 }
 
