@@ -272,6 +272,7 @@ func TestDeployJSON(t *testing.T) {
 
 func TestDensityJSON(t *testing.T) {
 	requirePython(t)
+	withPlanned(t) // the function-snapshot side: "unavailable" without seuss
 	out, stderr := runCmd(t, "density", "--kind", "python:3.11", "--budget", "1MiB", "--json")
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(out), &top); err != nil {
@@ -290,6 +291,7 @@ func TestDensityJSON(t *testing.T) {
 }
 
 func TestUnavailableTargets(t *testing.T) {
+	withPlanned(t)
 	var out, errb bytes.Buffer
 	err := dispatch(context.Background(), []string{"run", "--target", "seuss", "--activations", "1"}, &out, &errb)
 	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "not available yet") {
@@ -301,6 +303,22 @@ func TestUnavailableTargets(t *testing.T) {
 	if _, err := lookupTarget("nope"); err == nil {
 		t.Error("unknown target accepted")
 	}
+}
+
+// withPlanned sets the registry as it was before package snapshots: process, and
+// seuss and boot planned.
+func withPlanned(t *testing.T) {
+	t.Helper()
+	saveTargets(t)
+	register(target{Name: "process", New: newProcess})
+	register(target{Name: "seuss", Snapshots: true, Unavailable: notYet})
+	register(target{Name: "boot", Unavailable: notYet})
+}
+
+func saveTargets(t *testing.T) {
+	saved := targets
+	t.Cleanup(func() { targets = saved })
+	targets = map[string]*target{}
 }
 
 // Acks are matched to activations and counted: a duplicate is seen, not hidden.
@@ -380,12 +398,7 @@ func TestPercentile(t *testing.T) {
 // before package snapshots exists.
 func withTargets(t *testing.T) {
 	t.Helper()
-	saved := map[string]*target{}
-	for k, v := range targets {
-		saved[k] = v
-	}
-	t.Cleanup(func() { targets = saved })
-	targets = map[string]*target{}
+	saveTargets(t)
 	register(target{Name: "process", New: newProcess})
 	register(target{Name: "seuss", New: newProcess, Snapshots: true,
 		SnapshotBytes: func(e activation.Executor) ([]int64, error) {
@@ -449,5 +462,45 @@ func TestDeployAndDensityWithStandIns(t *testing.T) {
 	}
 	if d["function_snapshots_per_gib"] == nil || d["bytes_per_snapshot_p50"] == nil || *d["bytes_per_snapshot_p50"] != 300<<10 || d["processes_per_gib"] == nil {
 		t.Errorf("density %v", d)
+	}
+}
+
+// requireUC skips only when the machine has no /dev/kvm or the kind's root is not
+// built (make rootfs), as package snapshots' tests do; it returns the roots directory.
+func requireUC(t *testing.T, kind string) string {
+	t.Helper()
+	if _, err := os.Stat("/dev/kvm"); os.IsNotExist(err) {
+		t.Skip("skipped: /dev/kvm does not exist on this machine")
+	}
+	roots, _ := filepath.Abs(filepath.Join("..", ".seuss", "roots"))
+	if _, err := os.Stat(filepath.Join(roots, kind)); err != nil {
+		t.Skipf("skipped: %v (make rootfs)", err)
+	}
+	return roots
+}
+
+// The real seuss and boot targets, on a tiny workload: every activation acked once,
+// seuss deploys new functions by C after the first boot, boot by B.
+func TestSeussTargets(t *testing.T) {
+	roots := requireUC(t, "python:3.11")
+	out, _ := runCmd(t, "run", "--roots", roots, "--kind", "python:3.11", "--scenario", "new-functions",
+		"--activations", "3", "--parallel", "1", "--compare", "boot", "--json")
+	var rep struct {
+		Results map[string]struct {
+			Paths map[string]int `json:"paths"`
+		}
+		Ratios map[string]*float64
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if p := rep.Results["seuss"].Paths; p["C"]+p["B"] != 3 || p["C"] < 2 {
+		t.Errorf("seuss paths %v: want the first by B (runtime snapshot), the rest by C", p)
+	}
+	if p := rep.Results["boot"].Paths; p["B"] != 3 {
+		t.Errorf("boot paths %v: want 3 B", p)
+	}
+	if rep.Ratios["seuss_vs_boot"] == nil {
+		t.Errorf("ratios %v", rep.Ratios)
 	}
 }

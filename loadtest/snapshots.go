@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/seuss-go/seuss/activation"
+	"github.com/seuss-go/seuss/snapshots"
+)
+
+// The UC executor (package snapshots) as two targets: seuss (H, W, C, B with function
+// snapshots) and boot (snapshots off: every cold start boots the runtime).
+func init() {
+	register(target{Name: "seuss", Snapshots: true, New: newSnapshots(false), SnapshotBytes: snapshotBytes, LiveBytes: liveBytes})
+	register(target{Name: "boot", New: newSnapshots(true), LiveBytes: liveBytes})
+}
+
+func newSnapshots(noSnapshots bool) func(context.Context, execOptions) (activation.Executor, func() error, error) {
+	return func(_ context.Context, o execOptions) (activation.Executor, func() error, error) {
+		e, err := snapshots.New(snapshots.Config{
+			RootsDir:       o.RootsDir,
+			SnapshotDir:    filepath.Join(o.TempDir, "snapshots"),
+			NoSnapshots:    noSnapshots,
+			CacheBytes:     o.CacheBytes,
+			MemoryBudgetMB: o.MemoryBudgetMB,
+			Log:            slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		return e, e.Close, nil
+	}
+}
+
+func snapshotBytes(e activation.Executor) ([]int64, error) {
+	x := e.(*snapshots.Executor)
+	x.WaitSnapshots()
+	return x.FunctionSnapshotBytes(), nil
+}
+
+func liveBytes(e activation.Executor) ([]int64, error) {
+	return e.(*snapshots.Executor).LivePrivateBytes(), nil
+}
