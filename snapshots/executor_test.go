@@ -265,3 +265,42 @@ func TestConformancePython(t *testing.T) {
 	}
 	conformance.RunAll(t, e, "python:3.11", run)
 }
+
+func TestConformanceNode(t *testing.T) {
+	requireUC(t, "nodejs:20")
+	e := newExec(t, Config{})
+	defer e.Close()
+	cases, err := conformance.Load(conformance.Dir("nodejs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conformance.RunAll(t, e, "nodejs:20", cases)
+	if p := e.Stats().Paths; p[activation.PathCold] == 0 {
+		t.Fatalf("no C path taken: %v", p)
+	}
+}
+
+const counterJS = "let n = 0\nfunction main(args) { n++; console.log('run ' + n); return { n: n, name: args.name } }\n"
+
+// TestPathsNode: node (several threads: V8's workers asleep in futex waits, the main
+// thread in epoll_wait) through B, C, H and W.
+func TestPathsNode(t *testing.T) {
+	requireUC(t, "nodejs:20")
+	e := newExec(t, Config{SnapshotDir: t.TempDir()})
+	defer e.Close()
+	job := func(name string) *activation.Job {
+		j := pyJob(name, counterJS, "1")
+		j.Kind = "nodejs:20"
+		return j
+	}
+	run(t, e, job("a"), activation.PathBoot, 1)
+	run(t, e, job("b"), activation.PathCold, 1)
+	run(t, e, job("b"), activation.PathHot, 2)
+	e.WaitSnapshots()
+	e.DropIdle()
+	run(t, e, job("b"), activation.PathWarm, 1)
+	run(t, e, job("b"), activation.PathHot, 2)
+	for _, en := range e.Store().List() {
+		t.Logf("%s %s %s: state %d B, %d data pages, %d zero pages, private %d KiB", en.Type, en.Kind, en.FQN, en.StateBytes, en.DataPages, en.ZeroPages, en.PrivateBytes>>10)
+	}
+}

@@ -471,6 +471,7 @@ func RestoreOnVM(vm *VM, cfg Config, st *VMState, load func(*GuestMemory) error)
 		copy(t.ts.altstack[:], ts.Altstack)
 		uc.threads = append(uc.threads, t)
 	}
+	uc.live = len(uc.threads)
 	// 5. Track the guest's remaps from now on (MemoryRuns of a function snapshot). In a
 	// restored UC, madvise(MADV_DONTNEED) of anonymous memory must read back as zeros, not
 	// as the snapshot file's page: it maps fresh memory instead.

@@ -60,11 +60,13 @@ type ThreadState struct {
 // truncation flag (each UC has its own budget), the CPU-time origin, futex waiters (a
 // thread asleep in FUTEX_WAIT is saved InCall and queues again when restored).
 type LibOSState struct {
-	PID   int
-	Cwd   string
-	Umask uint32
-	Exe   string
-	Argv0 string
+	PID int
+	// NextTID is the last thread id handed out.
+	NextTID int
+	Cwd     string
+	Umask   uint32
+	Exe     string
+	Argv0   string
 	// Sigactions holds the raw struct sigaction of each signal that has one set.
 	Sigactions []SigactionState
 	// Files are the open file descriptions; FDs point into it (dup'ed descriptors share).
@@ -89,6 +91,9 @@ const (
 	FileTmp   = "tmp"   // a file or directory of /tmp
 	FileDev   = "dev"   // /dev/null, /dev/zero, /dev/urandom
 	FilePipe  = "pipe"  // an end of one of the guest's pipes
+	FileEvent = "event" // an eventfd
+	FileEpoll = "epoll" // an epoll instance (its registrations in Items)
+	FileSock  = "sock"  // an end of a socketpair: reads Pipe, writes Pipe2
 )
 
 // FileState is one open file description.
@@ -99,8 +104,25 @@ type FileState struct {
 	Offset int64  // host and tmp files
 	Append bool   // tmp
 	Stream int    // out
-	Pipe   int    // pipe: index into LibOSState.Pipes
+	Pipe   int    // pipe, sock: index into LibOSState.Pipes
 	Writer bool   // pipe
+	Pipe2  int    // sock: the pipe it writes
+	// event: the counter and EFD_SEMAPHORE.
+	Count     uint64
+	Semaphore bool
+	// epoll: the registrations. Edge-triggered ones report their next readiness once
+	// after a restore (the change they last reported is not saved).
+	Items []EpollItemState
+}
+
+// EpollItemState is one epoll registration: the descriptor number and the open file
+// description it was made for (an index into LibOSState.Files).
+type EpollItemState struct {
+	FD       int
+	File     int
+	Events   uint32
+	Data     uint64
+	Disabled bool
 }
 
 // FDState is one descriptor.
@@ -220,6 +242,20 @@ func (s *VMState) Validate() error {
 			if f.Pipe < 0 || f.Pipe >= len(l.Pipes) {
 				return bad("file %d pipe %d", i, f.Pipe)
 			}
+		case FileSock:
+			if f.Pipe < 0 || f.Pipe >= len(l.Pipes) || f.Pipe2 < 0 || f.Pipe2 >= len(l.Pipes) {
+				return bad("file %d pipes %d, %d", i, f.Pipe, f.Pipe2)
+			}
+		case FileEvent:
+		case FileEpoll:
+			if len(f.Items) > maxStateFiles {
+				return bad("file %d: %d registrations", i, len(f.Items))
+			}
+			for _, it := range f.Items {
+				if it.File < 0 || it.File >= len(l.Files) || it.FD < 0 || it.FD >= 1<<20 || l.Files[it.File].Kind == FileEpoll {
+					return bad("file %d: registration of %d", i, it.FD)
+				}
+			}
 		default:
 			return bad("file %d kind %q", i, f.Kind)
 		}
@@ -294,7 +330,7 @@ func (as *addrSpace) restore(m MemoryState) error {
 // paused and every thread inside a call is asleep).
 func (k *Kernel) saveLibOS(stdin *pipe) (LibOSState, error) {
 	k.mu.Lock()
-	s := LibOSState{PID: k.pid, Cwd: k.cwd, Umask: k.umask, Exe: k.exe, Argv0: k.argv0}
+	s := LibOSState{PID: k.pid, NextTID: k.nextTID, Cwd: k.cwd, Umask: k.umask, Exe: k.exe, Argv0: k.argv0}
 	for sig := range k.sigactions {
 		if k.sigactions[sig] != ([32]byte{}) {
 			s.Sigactions = append(s.Sigactions, SigactionState{Sig: sig, Act: append([]byte(nil), k.sigactions[sig][:]...)})
@@ -307,21 +343,55 @@ func (k *Kernel) saveLibOS(stdin *pipe) (LibOSState, error) {
 	k.fds.mu.Lock()
 	entries := append([]*fdEntry(nil), k.fds.fds...)
 	k.fds.mu.Unlock()
+	var epolls []*ofd
+	add := func(d *ofd) (int, error) {
+		if idx, ok := files[d]; ok {
+			return idx, nil
+		}
+		fs, err := saveFile(d, stdin, pipes, &s)
+		if err != nil {
+			return 0, err
+		}
+		if fs.Kind == FileEpoll {
+			epolls = append(epolls, d)
+		}
+		files[d] = len(s.Files)
+		s.Files = append(s.Files, fs)
+		return len(s.Files) - 1, nil
+	}
 	for fd, e := range entries {
 		if e == nil {
 			continue
 		}
-		idx, ok := files[e.d]
-		if !ok {
-			fs, err := saveFile(e.d, stdin, pipes, &s)
-			if err != nil {
-				return s, fmt.Errorf("fd %d: %w", fd, err)
-			}
-			idx = len(s.Files)
-			s.Files = append(s.Files, fs)
-			files[e.d] = idx
+		idx, err := add(e.d)
+		if err != nil {
+			return s, fmt.Errorf("fd %d: %w", fd, err)
 		}
 		s.FDs = append(s.FDs, FDState{FD: fd, File: idx, CloExec: e.cloexec})
+	}
+	// Registrations name descriptions, which may no longer have a descriptor (Linux
+	// drops those when the description closes; here they are dropped at the next wait).
+	for _, d := range epolls {
+		ep := d.f.(*epollFile)
+		ep.mu.Lock()
+		var items []EpollItemState
+		for fd, it := range ep.interest {
+			if _, ok := it.d.f.(*epollFile); ok {
+				continue
+			}
+			if cur, e := k.fds.get(uint64(fd)); e != 0 || cur != it.d {
+				continue // stale: dropped at the next wait anyway
+			}
+			idx, err := add(it.d)
+			if err != nil {
+				ep.mu.Unlock()
+				return s, fmt.Errorf("epoll registration of fd %d: %w", fd, err)
+			}
+			items = append(items, EpollItemState{FD: fd, File: idx, Events: it.events, Data: it.data, Disabled: it.disabled})
+		}
+		ep.mu.Unlock()
+		sort.Slice(items, func(i, j int) bool { return items[i].FD < items[j].FD })
+		s.Files[files[d]].Items = items
 	}
 	s.Tmp = k.tmp.save()
 	return s, nil
@@ -335,18 +405,19 @@ func saveFile(d *ofd, stdin *pipe, pipes map[*pipe]int, s *LibOSState) (FileStat
 			fs.Kind = FileStdin
 			return fs, nil
 		}
-		i, ok := pipes[f.p]
-		if !ok {
-			f.p.mu.Lock()
-			ps := PipeState{Buf: append([]byte(nil), f.p.buf...), Cap: f.p.cap, Readers: f.p.readers, Writers: f.p.writers}
-			f.p.mu.Unlock()
-			i = len(s.Pipes)
-			s.Pipes = append(s.Pipes, ps)
-			pipes[f.p] = i
-		}
-		fs.Kind, fs.Pipe, fs.Writer = FilePipe, i, f.isWriter
+		fs.Kind, fs.Pipe, fs.Writer = FilePipe, pipeIndex(f.p, pipes, s), f.isWriter
 	case *outFile:
 		fs.Kind, fs.Stream = FileOut, f.fd
+	case *eventFile:
+		f.mu.Lock()
+		fs.Kind, fs.Count, fs.Semaphore = FileEvent, f.count, f.semaphore
+		f.mu.Unlock()
+	case *epollFile:
+		fs.Kind = FileEpoll
+	case *socketEnd:
+		fs.Kind = FileSock
+		fs.Pipe = pipeIndex(f.rx.p, pipes, s)
+		fs.Pipe2 = pipeIndex(f.tx.p, pipes, s)
 	case *hostFile:
 		fs.Kind = FileHost
 		off, err := unix.Seek(f.fd, 0, 1)
@@ -364,6 +435,18 @@ func saveFile(d *ofd, stdin *pipe, pipes map[*pipe]int, s *LibOSState) (FileStat
 		return fs, fmt.Errorf("unikernel: capture: an open %T cannot be saved yet", d.f)
 	}
 	return fs, nil
+}
+
+func pipeIndex(p *pipe, pipes map[*pipe]int, s *LibOSState) int {
+	if i, ok := pipes[p]; ok {
+		return i
+	}
+	p.mu.Lock()
+	ps := PipeState{Buf: append([]byte(nil), p.buf...), Cap: p.cap, Readers: p.readers, Writers: p.writers}
+	p.mu.Unlock()
+	s.Pipes = append(s.Pipes, ps)
+	pipes[p] = len(s.Pipes) - 1
+	return len(s.Pipes) - 1
 }
 
 func (t *tmpFS) save() TmpState {
@@ -402,6 +485,9 @@ func (uc *UC) restoreLibOS(s *LibOSState) error {
 	k := uc.k
 	k.mu.Lock()
 	k.pid, k.cwd, k.umask, k.exe, k.argv0 = s.PID, s.Cwd, s.Umask, s.Exe, s.Argv0
+	if s.NextTID > k.nextTID {
+		k.nextTID = s.NextTID
+	}
 	for _, sa := range s.Sigactions {
 		copy(k.sigactions[sa.Sig][:], sa.Act)
 	}
@@ -470,8 +556,26 @@ func (uc *UC) restoreLibOS(s *LibOSState) error {
 			d.f = &tmpFile{fs: k.tmp, node: node, path: fs.Path, off: fs.Offset, append: fs.Append}
 		case FileDev:
 			d.f = &devFile{name: fs.Path}
+		case FileEvent:
+			ef := &eventFile{count: fs.Count, semaphore: fs.Semaphore, changed: make(chan struct{})}
+			ef.nonblock.Store(fs.Flags&unix.O_NONBLOCK != 0)
+			d.f = ef
+		case FileEpoll:
+			d.f = &epollFile{interest: map[int]*epollItem{}}
+		case FileSock:
+			d.f = &socketEnd{rx: &pipeEnd{p: pipes[fs.Pipe], nonblock: nb}, tx: &pipeEnd{p: pipes[fs.Pipe2], isWriter: true, nonblock: nb}}
 		}
 		ofds[i] = d
+	}
+	// Registrations last: they point at descriptions made above.
+	for i, fs := range s.Files {
+		if fs.Kind != FileEpoll {
+			continue
+		}
+		ep := ofds[i].f.(*epollFile)
+		for _, it := range fs.Items {
+			ep.interest[it.FD] = &epollItem{fd: it.FD, d: ofds[it.File], events: it.Events, data: it.Data, disabled: it.Disabled}
+		}
 	}
 	for _, fd := range s.FDs {
 		if e := k.fds.installAt(ofds[fd.File], fd.FD, fd.CloExec); e != 0 {
