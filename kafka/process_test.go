@@ -172,7 +172,7 @@ func TestKill9MidLoad(t *testing.T) {
 	second := startInvokerProc(t, addr, dbPath, httpAddr, "invoker-2.log")
 	c.until("every completion", func() bool { return completions() == n })
 	metrics := httpGet(t, "http://"+httpAddr+"/metrics")
-	if !strings.Contains(metrics, `seuss_activations_total{path=`) || !strings.Contains(metrics, "seuss_queue_depth") {
+	if !strings.Contains(metrics, `seuss_activations_total{path=`) || !strings.Contains(metrics, "seuss_queue_depth") || !strings.Contains(metrics, "seuss_instances_live") {
 		t.Fatalf("/metrics lacks the activation series:\n%s", tail(metrics, 2000))
 	}
 	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {

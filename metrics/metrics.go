@@ -100,3 +100,16 @@ func StatusName(code int) string {
 	}
 	return "unknown"
 }
+
+// PoolGauges registers gauges read from an executor's pool at scrape time: live and
+// idle instances and the memory reserved for them.
+func (m *Metrics) PoolGauges(live, idle, reservedMB func() int) {
+	g := func(name, help string, f func() int) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	m.reg.MustRegister(
+		g("seuss_instances_live", "Runtime instances alive (running or idle).", live),
+		g("seuss_instances_idle", "Idle runtime instances kept for their action (hot path H).", idle),
+		g("seuss_instances_reserved_megabytes", "Memory reserved by live runtime instances, MB.", reservedMB),
+	)
+}

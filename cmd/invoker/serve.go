@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/seuss-go/seuss/activation"
 	"github.com/seuss-go/seuss/kafka"
 	"github.com/seuss-go/seuss/metrics"
@@ -122,6 +124,14 @@ func serveMain(ctx context.Context, args []string) (int, error) {
 	defer ex.Close()
 
 	m := metrics.New()
+	if pe, ok := ex.(*process.Executor); ok {
+		m.PoolGauges(func() int { return pe.Stats().Live }, func() int { return pe.Stats().Idle }, func() int { return pe.Stats().ReservedMB })
+	}
+	// An executor with its own metrics (the unikernel executor: snapshots cached,
+	// shared and private memory) exports them through the same registry.
+	if c, ok := ex.(prometheus.Collector); ok {
+		m.Registry().MustRegister(c)
+	}
 	inv, err := kafka.NewInvoker(kafka.InvokerConfig{
 		Brokers:        kafka.SplitBrokers(*brokers),
 		ID:             *id,
