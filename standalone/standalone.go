@@ -26,6 +26,7 @@ import (
 	"github.com/seuss-go/seuss/controller"
 	"github.com/seuss-go/seuss/kafka"
 	"github.com/seuss-go/seuss/runtimes/process"
+	"github.com/seuss-go/seuss/snapshots"
 	"github.com/seuss-go/seuss/store/bbolt"
 )
 
@@ -231,7 +232,11 @@ func newExecutor(cfg Config, dataDir string) (activation.Executor, func(), error
 		cfg.Logger.Info("process executor", "memory limits", e.MemoryLimitMechanism())
 		return e, func() { e.Close() }, nil
 	case ExecutorUC:
-		return nil, nil, fmt.Errorf("standalone: the unikernel executor is not available yet; use --executor %s", ExecutorProcess)
+		e, err := snapshots.New(snapshots.Config{SnapshotDir: filepath.Join(dataDir, "snapshots"), MemoryBudgetMB: cfg.UserMemoryMB, Log: cfg.Logger})
+		if err != nil {
+			return nil, nil, fmt.Errorf("standalone: unikernel executor: %w", err)
+		}
+		return e, func() { e.Close() }, nil
 	default:
 		return nil, nil, fmt.Errorf("standalone: unknown executor %q (want %s or %s)", cfg.ExecutorKind, ExecutorUC, ExecutorProcess)
 	}
