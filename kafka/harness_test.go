@@ -284,7 +284,10 @@ func startBroker(t testing.TB, addr string) *kafka.Broker {
 	return b
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the invoker's configuration adjusted by edit.
+func newEnvWith(t testing.TB, edit func(*kafka.InvokerConfig)) *env {
 	t.Helper()
 	e := &env{t: t, addr: freeAddr(t)}
 	e.broker = startBroker(t, e.addr)
@@ -302,10 +305,14 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(func() { ex.Close() })
 	e.ctrl = newController(t, e.addr)
-	e.inv, err = kafka.NewInvoker(kafka.InvokerConfig{
+	cfg := kafka.InvokerConfig{
 		Brokers: []string{e.addr}, ID: 0, Store: e.flaky, Executor: ex, Events: true,
 		RecordRetry: 500 * time.Millisecond,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	e.inv, err = kafka.NewInvoker(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

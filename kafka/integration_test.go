@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -220,5 +221,48 @@ func TestGracefulShutdownDrains(t *testing.T) {
 	for _, m := range msgs {
 		c.completed(m.ActivationID)
 		record(t, e.store, m.ActivationID)
+	}
+}
+
+// TestUserMemoryBoundsConcurrency: with 256 MB of user memory, two 128 MB activations
+// at most run at once (checked by the actions themselves through lock files, not by
+// timing), and the consumer holds at most MaxConcurrent messages.
+func TestUserMemoryBoundsConcurrency(t *testing.T) {
+	var mu sync.Mutex
+	maxDepth := 0
+	e := newEnvWith(t, func(c *kafka.InvokerConfig) {
+		c.UserMemoryMB = 256
+		c.QueueDepth = func(n int) {
+			mu.Lock()
+			maxDepth = max(maxDepth, n)
+			mu.Unlock()
+		}
+	})
+	dir := t.TempDir()
+	// Each activation takes one of two slot files; a third concurrent one finds both
+	// taken and fails.
+	code := `const fs = require("fs");
+function main() {
+  let slot = -1;
+  for (const i of [0, 1]) { try { fs.writeFileSync("` + dir + `/slot" + i, "", {flag: "wx"}); slot = i; break } catch (e) {} }
+  if (slot < 0) return {error: "more than two activations at once"};
+  return new Promise(r => setTimeout(() => { fs.unlinkSync("` + dir + `/slot" + slot); r({slot: slot}) }, 50));
+}`
+	rev := putAction(t, e.store, "slots", "nodejs:20", code, &activation.ActionLimits{Timeout: 10000, Memory: 128, Logs: 10, Concurrency: 1})
+	var msgs []*activation.ActivationMessage
+	for i := 0; i < 12; i++ {
+		msgs = append(msgs, activationtest.Message("guest", "slots", rev, false, nil))
+	}
+	e.ctrl.send(msgs...)
+	for _, m := range msgs {
+		e.ctrl.completed(m.ActivationID)
+		if rec := record(t, e.store, m.ActivationID); rec.Response.StatusCode != 0 {
+			t.Fatalf("activation ran beside two others: %s", rec.Response.Result)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if maxDepth > e.inv.MaxConcurrent() || e.inv.MaxConcurrent() != 2 {
+		t.Fatalf("queue depth reached %d, max concurrent %d", maxDepth, e.inv.MaxConcurrent())
 	}
 }
