@@ -23,7 +23,9 @@ import (
 // 1000×440 space; backends scale.
 type canvas interface {
 	line(x1, y1, x2, y2 float64, c color.RGBA, width float64)
-	polyline(pts [][2]float64, c color.RGBA, width float64)
+	// polyline draws a line through pts; dash, when not empty, is the on/off pattern
+	// in figure units.
+	polyline(pts [][2]float64, c color.RGBA, width float64, dash []float64)
 	rect(x, y, w, h float64, fill color.RGBA)
 	// text draws s with its baseline-left (anchor 0), centre (1) or right (2) at x, y.
 	text(x, y float64, s string, anchor int, c color.RGBA)
@@ -45,11 +47,16 @@ var (
 type series struct {
 	label string
 	pts   [][2]float64 // data coordinates
+	color int          // palette index: one per target, in both panels
+	dash  int          // dashes index: one per path within a target
 }
+
+// dashes tell paths apart within a target's colour.
+var dashes = [][]float64{nil, {8, 4}, {2, 3}, {10, 3, 2, 3}}
 
 // plotData turns results into the two panels' series.
 func plotData(rs []*targetResult) (cdf, tput []series) {
-	for _, r := range rs {
+	for ti, r := range rs {
 		byPath := map[string][]float64{}
 		for _, s := range r.Samples {
 			if s.Results > 0 && s.Status >= 0 {
@@ -65,14 +72,14 @@ func plotData(rs []*targetResult) (cdf, tput []series) {
 			paths = append(paths, p)
 		}
 		sort.Strings(paths)
-		for _, p := range paths {
+		for pi, p := range paths {
 			xs := byPath[p]
 			sort.Float64s(xs)
 			var pts [][2]float64
 			for i, x := range xs {
 				pts = append(pts, [2]float64{math.Max(x, 0.01), float64(i+1) / float64(len(xs))})
 			}
-			cdf = append(cdf, series{label: fmt.Sprintf("%s %s (n=%d)", r.Target, p, len(xs)), pts: pts})
+			cdf = append(cdf, series{label: fmt.Sprintf("%s %s (n=%d)", r.Target, p, len(xs)), pts: pts, color: ti, dash: pi})
 		}
 		// Throughput: acks per bin, about 20 bins over the run, at least 100 ms each.
 		if r.Acked == 0 || !r.End.After(r.Start) {
@@ -94,7 +101,7 @@ func plotData(rs []*targetResult) (cdf, tput []series) {
 		for i, c := range counts {
 			pts = append(pts, [2]float64{float64(i) * bin, float64(c) / bin}, [2]float64{float64(i+1) * bin, float64(c) / bin})
 		}
-		tput = append(tput, series{label: r.Target, pts: pts})
+		tput = append(tput, series{label: r.Target, pts: pts, color: ti})
 	}
 	return cdf, tput
 }
@@ -133,7 +140,7 @@ func draw(c canvas, title string, rs []*targetResult) {
 		for _, p := range s.pts {
 			pts = append(pts, [2]float64{math.Log10(p[0]), p[1]})
 		}
-		logCDF = append(logCDF, series{s.label, pts})
+		logCDF = append(logCDF, series{s.label, pts, s.color, s.dash})
 	}
 	panel(c, 70, 50, 380, 320, "latency CDF per path (produce -> result ack)", "end to end latency (ms, log scale)", "fraction",
 		llo, lhi, 0, 1, xt, yt, logCDF)
@@ -173,19 +180,20 @@ func panel(c canvas, x0, y0, w, h float64, title, xl, yl string, xmin, xmax, ymi
 	c.text(x0+w/2, y0+h+36, xl, 1, black)
 	c.text(x0-50, y0-10, yl, 0, black)
 	for i, s := range ss {
-		col := palette[i%len(palette)]
+		col := palette[s.color%len(palette)]
+		dash := dashes[s.dash%len(dashes)]
 		var pts [][2]float64
 		for _, p := range s.pts {
 			pts = append(pts, [2]float64{X(p[0]), Y(p[1])})
 		}
-		c.polyline(pts, col, 2)
+		c.polyline(pts, col, 2, dash)
 		ly := y0 + h + 52 + float64(i/2)*14
 		lx := x0 + float64(i%2)*(w/2)
 		if ly > figH-4 {
 			continue
 		}
-		c.line(lx, ly-4, lx+18, ly-4, col, 3)
-		c.text(lx+24, ly, s.label, 0, black)
+		c.polyline([][2]float64{{lx, ly - 4}, {lx + 22, ly - 4}}, col, 3, dash)
+		c.text(lx+28, ly, s.label, 0, black)
 	}
 }
 
@@ -264,12 +272,20 @@ func (s *svgCanvas) line(x1, y1, x2, y2 float64, c color.RGBA, w float64) {
 	fmt.Fprintf(s.w, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="%g"/>`+"\n", x1, y1, x2, y2, rgb(c), w)
 }
 
-func (s *svgCanvas) polyline(pts [][2]float64, c color.RGBA, w float64) {
+func (s *svgCanvas) polyline(pts [][2]float64, c color.RGBA, w float64, dash []float64) {
 	var b strings.Builder
 	for _, p := range pts {
 		fmt.Fprintf(&b, "%.1f,%.1f ", p[0], p[1])
 	}
-	fmt.Fprintf(s.w, `<polyline fill="none" stroke="%s" stroke-width="%g" points="%s"/>`+"\n", rgb(c), w, strings.TrimSpace(b.String()))
+	da := ""
+	if len(dash) > 0 {
+		var parts []string
+		for _, d := range dash {
+			parts = append(parts, trimFloat(d))
+		}
+		da = fmt.Sprintf(` stroke-dasharray="%s"`, strings.Join(parts, ","))
+	}
+	fmt.Fprintf(s.w, `<polyline fill="none" stroke="%s" stroke-width="%g"%s points="%s"/>`+"\n", rgb(c), w, da, strings.TrimSpace(b.String()))
 }
 
 func (s *svgCanvas) rect(x, y, w, h float64, fill color.RGBA) {
@@ -293,11 +309,25 @@ func (p *pngCanvas) set(x, y int, c color.RGBA) {
 }
 
 func (p *pngCanvas) line(x1, y1, x2, y2 float64, c color.RGBA, w float64) {
+	p.dashedLine(x1, y1, x2, y2, c, w, nil, 0)
+}
+
+// dashedLine draws from (x1, y1) to (x2, y2); at is how far along the dash pattern the
+// line starts (figure units). It returns how far along the pattern it ends.
+func (p *pngCanvas) dashedLine(x1, y1, x2, y2 float64, c color.RGBA, w float64, dash []float64, at float64) float64 {
+	length := math.Hypot(x2-x1, y2-y1)
+	period := 0.0
+	for _, d := range dash {
+		period += d
+	}
 	x1, y1, x2, y2 = x1*p.scale, y1*p.scale, x2*p.scale, y2*p.scale
 	r := math.Max(w*p.scale/2, 0.5)
 	n := int(math.Max(math.Abs(x2-x1), math.Abs(y2-y1))) + 1
 	for i := 0; i <= n; i++ {
 		t := float64(i) / float64(n)
+		if period > 0 && !dashOn(dash, math.Mod(at+t*length, period)) {
+			continue
+		}
 		cx, cy := x1+(x2-x1)*t, y1+(y2-y1)*t
 		for dy := -r + 0.5; dy < r; dy++ {
 			for dx := -r + 0.5; dx < r; dx++ {
@@ -305,11 +335,24 @@ func (p *pngCanvas) line(x1, y1, x2, y2 float64, c color.RGBA, w float64) {
 			}
 		}
 	}
+	return at + length
 }
 
-func (p *pngCanvas) polyline(pts [][2]float64, c color.RGBA, w float64) {
+// dashOn reports whether position x within one period of dash is drawn.
+func dashOn(dash []float64, x float64) bool {
+	for i, d := range dash {
+		if x < d {
+			return i%2 == 0
+		}
+		x -= d
+	}
+	return true
+}
+
+func (p *pngCanvas) polyline(pts [][2]float64, c color.RGBA, w float64, dash []float64) {
+	at := 0.0
 	for i := 1; i < len(pts); i++ {
-		p.line(pts[i-1][0], pts[i-1][1], pts[i][0], pts[i][1], c, w)
+		at = p.dashedLine(pts[i-1][0], pts[i-1][1], pts[i][0], pts[i][1], c, w, dash, at)
 	}
 	if len(pts) == 1 {
 		p.line(pts[0][0], pts[0][1], pts[0][0], pts[0][1], c, w*2)
