@@ -295,3 +295,65 @@ func (s *PageStore) Attribution(slots []uint32) (private, shared, proportional i
 	}
 	return private, shared, int64(pss)
 }
+
+// Trim cuts free pages off the end of pages.dat and rewrites pages.idx with one record
+// per live page (written to a temporary file and renamed). It returns the bytes freed.
+func (s *PageStore) Trim() (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.refs)
+	for n > 0 && s.refs[n-1] == 0 {
+		n--
+	}
+	freed := int64(len(s.refs)-n) * PageSize
+	tmp, err := os.CreateTemp(s.dir, ".tmp-idx-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp.Name())
+	buf := make([]byte, 0, 36*n)
+	for sl := 0; sl < n; sl++ {
+		if s.refs[sl] == 0 {
+			continue
+		}
+		var rec [36]byte
+		binary.LittleEndian.PutUint32(rec[:], uint32(sl))
+		copy(rec[4:], s.hashes[sl][:])
+		buf = append(buf, rec[:]...)
+	}
+	if _, err := tmp.Write(buf); err != nil {
+		tmp.Close()
+		return 0, err
+	}
+	if err := tmp.Close(); err != nil {
+		return 0, err
+	}
+	if err := s.data.Truncate(int64(n) * PageSize); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(s.dir, "pages.idx")); err != nil {
+		return 0, err
+	}
+	idx, err := os.OpenFile(filepath.Join(s.dir, "pages.idx"), os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	s.idx.Close()
+	s.idx = idx
+	for sl := n; sl < len(s.hashes); sl++ {
+		if cur, ok := s.byHash[s.hashes[sl]]; ok && int(cur) == sl {
+			delete(s.byHash, s.hashes[sl])
+		}
+	}
+	s.hashes, s.refs = s.hashes[:n], s.refs[:n]
+	s.free = s.free[:0]
+	for sl := 0; sl < n; sl++ {
+		if s.refs[sl] == 0 {
+			s.free = append(s.free, uint32(sl))
+			if cur, ok := s.byHash[s.hashes[sl]]; ok && int(cur) == sl {
+				delete(s.byHash, s.hashes[sl])
+			}
+		}
+	}
+	return freed, nil
+}

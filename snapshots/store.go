@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/seuss-go/seuss/sharing"
 	"github.com/seuss-go/seuss/unikernel"
 )
@@ -35,6 +37,10 @@ type Store struct {
 	dir   string
 	pages *sharing.PageStore
 	log   *slog.Logger
+	lock  *os.File
+	// readOnly: opened for listing while another process may own the directory; nothing
+	// is deleted, evicted or written.
+	readOnly bool
 
 	mu       sync.Mutex
 	runtimes map[string]*RuntimeSnapshot // by id
@@ -67,25 +73,56 @@ type FunctionSnapshot struct {
 	slots    []uint32
 }
 
+// ErrInUse: another process has the snapshot directory open for writing.
+var ErrInUse = errors.New("snapshots: snapshot directory in use by another process")
+
 // OpenStore opens (creating) a snapshot directory with a byte budget for function
-// snapshots (0: 1 GiB).
+// snapshots (0: 1 GiB). One process at a time owns a directory (an flock on dir/lock).
 func OpenStore(dir string, budget int64, log *slog.Logger) (*Store, error) {
+	return openStore(dir, budget, log, false)
+}
+
+// OpenStoreReadOnly opens a snapshot directory for listing and inspection, even while an
+// invoker owns it: nothing is deleted or written, unusable snapshots are only skipped.
+func OpenStoreReadOnly(dir string) (*Store, error) {
+	if _, err := os.Stat(filepath.Join(dir, "runtimes")); err != nil {
+		return nil, fmt.Errorf("snapshots: %s is not a snapshot directory: %w", dir, err)
+	}
+	return openStore(dir, 1<<62, nil, true)
+}
+
+func openStore(dir string, budget int64, log *slog.Logger, readOnly bool) (*Store, error) {
 	if budget <= 0 {
 		budget = 1 << 30
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, d := range []string{"runtimes", "functions"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+	s := &Store{dir: dir, log: log, readOnly: readOnly, runtimes: map[string]*RuntimeSnapshot{}, funcs: map[string]*FunctionSnapshot{}, lru: list.New(), budget: budget}
+	if !readOnly {
+		for _, d := range []string{"runtimes", "functions"} {
+			if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+				return nil, fmt.Errorf("snapshots: open store: %w", err)
+			}
+		}
+		lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
 			return nil, fmt.Errorf("snapshots: open store: %w", err)
 		}
+		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("%w: %s", ErrInUse, dir)
+		}
+		s.lock = lock
 	}
 	pages, err := sharing.OpenPageStore(filepath.Join(dir, "pages"))
 	if err != nil {
+		if s.lock != nil {
+			s.lock.Close()
+		}
 		return nil, err
 	}
-	s := &Store{dir: dir, pages: pages, log: log, runtimes: map[string]*RuntimeSnapshot{}, funcs: map[string]*FunctionSnapshot{}, lru: list.New(), budget: budget}
+	s.pages = pages
 	s.load()
 	return s, nil
 }
@@ -99,6 +136,9 @@ func (s *Store) Close() error {
 		errs = append(errs, r.mem.Close())
 	}
 	errs = append(errs, s.pages.Close())
+	if s.lock != nil {
+		errs = append(errs, s.lock.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -127,14 +167,14 @@ func (s *Store) load() {
 	for _, e := range ents {
 		name := e.Name()
 		if strings.HasPrefix(name, ".tmp") {
-			os.Remove(filepath.Join(rdir, name))
+			s.remove(filepath.Join(rdir, name))
 			continue
 		}
 		id, ok := strings.CutSuffix(name, ".snap")
 		if !ok {
 			if id, ok := strings.CutSuffix(name, ".mem"); ok {
 				if _, err := os.Stat(filepath.Join(rdir, id+".snap")); err != nil {
-					os.Remove(filepath.Join(rdir, name))
+					s.remove(filepath.Join(rdir, name))
 				}
 			}
 			continue
@@ -149,7 +189,9 @@ func (s *Store) load() {
 		}
 		if err != nil {
 			s.log.Warn("snapshots: deleting unusable runtime snapshot", "id", id, "err", err)
-			s.removeRuntimeFiles(id)
+			if !s.readOnly {
+				s.removeRuntimeFiles(id)
+			}
 			continue
 		}
 		s.runtimes[id] = &RuntimeSnapshot{ID: id, File: f, mem: mem}
@@ -161,7 +203,7 @@ func (s *Store) load() {
 		name := e.Name()
 		id, ok := strings.CutSuffix(name, ".snap")
 		if !ok {
-			os.Remove(filepath.Join(fdir, name))
+			s.remove(filepath.Join(fdir, name))
 			continue
 		}
 		p := filepath.Join(fdir, name)
@@ -185,13 +227,15 @@ func (s *Store) load() {
 		}
 		if err != nil {
 			s.log.Warn("snapshots: deleting unusable function snapshot", "id", id, "err", err)
-			os.Remove(p)
+			s.remove(p)
 			continue
 		}
 		info, _ := e.Info()
 		fs = append(fs, &FunctionSnapshot{ID: id, File: f, Bytes: f.Size + int64(len(slots))*sharing.PageSize, LastUsed: info.ModTime(), slots: slots})
 	}
-	s.pages.Sweep()
+	if !s.readOnly {
+		s.pages.Sweep()
+	}
 	sort.Slice(fs, func(i, j int) bool { return fs[i].LastUsed.After(fs[j].LastUsed) })
 	s.mu.Lock()
 	for _, f := range fs {
@@ -202,6 +246,12 @@ func (s *Store) load() {
 	victims := s.evictLocked()
 	s.mu.Unlock()
 	s.drop(victims)
+}
+
+func (s *Store) remove(p string) {
+	if !s.readOnly {
+		os.Remove(p)
+	}
 }
 
 func (s *Store) checkParent(f *File) error {
@@ -219,8 +269,8 @@ func (s *Store) checkParent(f *File) error {
 }
 
 func (s *Store) removeRuntimeFiles(id string) {
-	os.Remove(filepath.Join(s.dir, "runtimes", id+".snap"))
-	os.Remove(filepath.Join(s.dir, "runtimes", id+".mem"))
+	s.remove(filepath.Join(s.dir, "runtimes", id+".snap"))
+	s.remove(filepath.Join(s.dir, "runtimes", id+".mem"))
 }
 
 // RuntimeID names the runtime snapshot of a kind in a root.
@@ -508,7 +558,7 @@ func (s *Store) evictLocked() []*FunctionSnapshot {
 // drop deletes unlinked function snapshots' files and pages.
 func (s *Store) drop(fs []*FunctionSnapshot) {
 	for _, f := range fs {
-		os.Remove(filepath.Join(s.dir, "functions", f.ID+".snap"))
+		s.remove(filepath.Join(s.dir, "functions", f.ID+".snap"))
 		s.pages.Release(f.slots)
 	}
 }
@@ -522,7 +572,6 @@ func (s *Store) RemoveFunction(id string) bool {
 	}
 	s.mu.Unlock()
 	if f == nil {
-		os.Remove(filepath.Join(s.dir, "functions", id+".snap"))
 		return false
 	}
 	s.drop([]*FunctionSnapshot{f})
@@ -588,4 +637,43 @@ func (s *Store) FunctionPrivateBytes() []int64 {
 		}
 	}
 	return out
+}
+
+// GC evicts function snapshots past budget (0: the store's), then compacts the page
+// store (trailing free pages are cut off the file, the index rewritten); it returns the
+// number of snapshots evicted and the bytes the page file shrank by. Run it on a store
+// this process owns (OpenStore).
+func (s *Store) GC(budget int64) (evicted int, freed int64, err error) {
+	if s.readOnly {
+		return 0, 0, fmt.Errorf("snapshots: gc on a read-only store")
+	}
+	s.mu.Lock()
+	if budget > 0 {
+		s.budget = budget
+	}
+	victims := s.evictLocked()
+	s.mu.Unlock()
+	s.drop(victims)
+	freed, err = s.pages.Trim()
+	return len(victims), freed, err
+}
+
+// HasRuntime reports whether a runtime snapshot of that id is in the store.
+func (s *Store) HasRuntime(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runtimes[id] != nil
+}
+
+// Inspect returns the decoded state file of a snapshot by id.
+func (s *Store) Inspect(id string) (*File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.runtimes[id]; r != nil {
+		return r.File, nil
+	}
+	if f := s.funcs[id]; f != nil {
+		return f.File, nil
+	}
+	return nil, fmt.Errorf("snapshots: no snapshot %s", id)
 }
