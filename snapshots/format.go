@@ -314,3 +314,9 @@ func Pages(runs []Run) (data, zero uint64) {
 	}
 	return data, zero
 }
+
+// appendChecksum appends the SHA-256 of b (tests build files by hand with it).
+func appendChecksum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return append(b, s[:]...)
+}

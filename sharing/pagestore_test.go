@@ -1,0 +1,86 @@
+package sharing
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func page(b byte) []byte { return bytes.Repeat([]byte{b}, PageSize) }
+
+func TestPageStoreDedupAndReuse(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenPageStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, ha, _ := s.Put(page(1))
+	a2, _, _ := s.Put(page(1))
+	b, hb, _ := s.Put(page(2))
+	if a1 != a2 || a1 == b {
+		t.Fatalf("slots %d %d %d: identical pages must share a slot", a1, a2, b)
+	}
+	if st := s.Stats(); st.Live != 2 || st.Slots != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	if priv, shared, _ := s.Attribution([]uint32{a1, b}); priv != PageSize || shared != PageSize {
+		t.Fatalf("attribution %d private, %d shared", priv, shared)
+	}
+	got := make([]byte, 2*PageSize)
+	if err := s.ReadRun(got, 0); err != nil || !bytes.Equal(got[:PageSize], page(1)) || !bytes.Equal(got[PageSize:], page(2)) {
+		t.Fatalf("read back: %v", err)
+	}
+	s.Release([]uint32{a1, a2})
+	c, _, _ := s.Put(page(3)) // reuses the freed slot
+	if c != a1 {
+		t.Fatalf("freed slot %d not reused (got %d)", a1, c)
+	}
+	s.Close()
+
+	// Reopen: owners claim their slots; unclaimed ones are swept.
+	s, err = OpenPageStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Ref([]uint32{a1}, [][32]byte{ha}) {
+		t.Fatal("claimed a slot with the hash of the page it used to hold")
+	}
+	if !s.Ref([]uint32{b}, [][32]byte{hb}) {
+		t.Fatal("could not claim a live slot")
+	}
+	s.Sweep()
+	if st := s.Stats(); st.Live != 1 || st.Free != 1 {
+		t.Fatalf("after sweep %+v", st)
+	}
+	if err := s.Verify(b, hb); err != nil {
+		t.Fatal(err)
+	}
+	// A damaged page is found.
+	f, _ := os.OpenFile(filepath.Join(dir, "pages.dat"), os.O_RDWR, 0)
+	f.WriteAt([]byte{9}, int64(b)*PageSize+100)
+	f.Close()
+	if err := s.Verify(b, hb); !errors.Is(err, ErrBadPage) {
+		t.Fatalf("damaged page: %v", err)
+	}
+	// Trim cuts the free tail.
+	s.Release([]uint32{b})
+	if freed, err := s.Trim(); err != nil || freed != 2*PageSize {
+		t.Fatalf("trim freed %d: %v", freed, err)
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "pages.dat")); st.Size() != 0 {
+		t.Fatalf("pages.dat is %d bytes after trim", st.Size())
+	}
+}
+
+func TestRangeUsage(t *testing.T) {
+	u, err := RangeUsage(0, ^uintptr(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Rss <= 0 || u.Private() <= 0 {
+		t.Fatalf("usage of the whole process: %+v", u)
+	}
+}
