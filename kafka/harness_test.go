@@ -277,11 +277,19 @@ func startBroker(t testing.TB, addr string) *kafka.Broker {
 	t.Helper()
 	// The controller's topics (completed0, health) are created by the controller;
 	// invoker0 by the invoker.
-	b, err := kafka.StartBroker(context.Background(), addr, "completed0", kafka.HealthTopic, kafka.EventsTopic)
-	if err != nil {
-		t.Fatal(err)
+	// Restarting on the same port can briefly fail while clients redial it: a dial
+	// to a closed loopback port may connect to itself (TCP self-connect) and hold it.
+	deadline := time.Now().Add(wait)
+	for {
+		b, err := kafka.StartBroker(context.Background(), addr, "completed0", kafka.HealthTopic, kafka.EventsTopic)
+		if err == nil {
+			return b
+		}
+		if !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return b
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
@@ -307,7 +315,7 @@ func newEnvWith(t testing.TB, edit func(*kafka.InvokerConfig)) *env {
 	e.ctrl = newController(t, e.addr)
 	cfg := kafka.InvokerConfig{
 		Brokers: []string{e.addr}, ID: 0, Store: e.flaky, Executor: ex, Events: true,
-		RecordRetry: 500 * time.Millisecond,
+		RecordRetry: 500 * time.Millisecond, DrainTimeout: 20 * time.Second,
 	}
 	if edit != nil {
 		edit(&cfg)

@@ -188,6 +188,12 @@ func TestBrokerRestart(t *testing.T) {
 	e.ctrl.send(m)
 	e.ctrl.completed(m.ActivationID)
 
+	// This one is running when the broker goes away: its acks wait for the broker.
+	slowRev := putAction(t, e.store, "slow", "nodejs:20", `function main() { return new Promise(r => setTimeout(() => r({done: true}), 1000)) }`, nil)
+	during := activationtest.Message("guest", "slow", slowRev, true, nil)
+	e.ctrl.send(during)
+	e.ctrl.until("the slow activation running", func() bool { return e.inv.Service.InFlight() == 1 })
+
 	e.broker.Close()
 	e.ctrl.close()
 	b := startBroker(t, e.addr)
@@ -198,6 +204,9 @@ func TestBrokerRestart(t *testing.T) {
 	}
 	c := newController(t, e.addr)
 	c.until("a ping after the restart", func() bool { return len(c.pings) > 0 })
+	if acks := c.completed(during.ActivationID); kindsOf(acks) != "result,completion" || string(acks[0].Activation.Response.Result) != `{"done":true}` {
+		t.Fatalf("activation running across the restart: acks %s", kindsOf(acks))
+	}
 	m = activationtest.Message("guest", "hello", rev, true, map[string]any{"name": "after"})
 	c.send(m)
 	if acks := c.completed(m.ActivationID); kindsOf(acks) != "result,completion" {
