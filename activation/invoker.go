@@ -201,6 +201,11 @@ func (inv *Invoker) Process(ctx context.Context, m *ActivationMessage) error {
 	if err := inv.mem.Acquire(ctx, int64(action.Limits.Memory)); err != nil {
 		return err
 	}
+	if len(m.LockedArgs) > 0 {
+		// whisk.parameter-storage is "off" by default; seuss has no keys to decrypt
+		// with, so encrypted parameters reach the action as the controller sent them.
+		log.Warn("encrypted parameters (lockedArgs) are passed on undecrypted", "params", len(m.LockedArgs))
+	}
 	initMsg, runMsg := BuildMessages(m, action, code, inv.cfg.Now())
 	job := &Job{
 		Key: ActionKey{

@@ -347,3 +347,22 @@ func TestMalformedAndStoreDown(t *testing.T) {
 		t.Fatalf("after recovery: %s", kinds(acks))
 	}
 }
+
+// TestNoLogsCombined: an action with a log limit of 0 gets one Combined ack when
+// blocking and a Completion when not (§3.4, logs=0 rows).
+func TestNoLogsCombined(t *testing.T) {
+	r := newRig(t)
+	rev := r.action("quiet", "nodejs:20", helloJS, &activation.ActionLimits{Timeout: 60000, Memory: 256, Logs: 0, Concurrency: 1})
+	m := activationtest.Message("guest", "quiet", rev, true, map[string]any{"name": "q"})
+	acks := r.run(m)
+	if kinds(acks) != "combined" || ackActivation(t, acks[0]).Response.StatusCode != 0 {
+		t.Fatalf("blocking: %s", kinds(acks))
+	}
+	if rec := r.record(m); len(rec.Logs) != 0 {
+		t.Fatalf("logs collected despite a 0 MB limit: %q", rec.Logs)
+	}
+	m = activationtest.Message("guest", "quiet", rev, false, map[string]any{"name": "q"})
+	if acks := r.run(m); kinds(acks) != "completion" {
+		t.Fatalf("non-blocking: %s", kinds(acks))
+	}
+}
