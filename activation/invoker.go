@@ -237,7 +237,7 @@ func (inv *Invoker) Process(ctx context.Context, m *ActivationMessage) error {
 	isSys := resp.StatusCode == StatusWhiskError
 
 	if m.Blocking && split {
-		if err := inv.sendActivation(ctx, m, rec, true); err != nil {
+		if err := inv.sendActivation(ctx, m, rec); err != nil {
 			return err
 		}
 	}
@@ -399,7 +399,7 @@ func (inv *Invoker) finishFailed(ctx context.Context, m *ActivationMessage, a *W
 // §3.4 says for a finished activation (blocking: result then completion).
 func (inv *Invoker) reack(ctx context.Context, m *ActivationMessage, rec *WhiskActivation) error {
 	if m.Blocking {
-		if err := inv.sendActivation(ctx, m, rec, true); err != nil {
+		if err := inv.sendActivation(ctx, m, rec); err != nil {
 			return err
 		}
 	}
@@ -574,7 +574,7 @@ func activationJSON(rec *WhiskActivation, withLogs bool) json.RawMessage {
 }
 
 // sendActivation sends a ResultMessage.
-func (inv *Invoker) sendActivation(ctx context.Context, m *ActivationMessage, rec *WhiskActivation, _ bool) error {
+func (inv *Invoker) sendActivation(ctx context.Context, m *ActivationMessage, rec *WhiskActivation) error {
 	return inv.send(ctx, m, &ResultMessage{TransID: m.TransID, Response: activationJSON(rec, false)})
 }
 
