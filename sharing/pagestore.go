@@ -31,6 +31,9 @@ type PageStore struct {
 	dir  string
 	data *os.File
 	idx  *os.File
+	// view maps pages.dat read-only (address space for maxSlots pages is reserved once,
+	// so it never moves): a restore copies pages out of it without a system call.
+	view []byte
 
 	mu     sync.Mutex
 	byHash map[[32]byte]uint32
@@ -55,6 +58,12 @@ func OpenPageStore(dir string) (*PageStore, error) {
 		return nil, fmt.Errorf("sharing: open page store: %w", err)
 	}
 	s := &PageStore{dir: dir, data: data, idx: idx, byHash: map[[32]byte]uint32{}}
+	s.view, err = unix.Mmap(int(data.Fd()), 0, maxSlots*PageSize, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_NORESERVE)
+	if err != nil {
+		data.Close()
+		idx.Close()
+		return nil, fmt.Errorf("sharing: map page store: %w", err)
+	}
 	if err := s.load(); err != nil {
 		s.Close()
 		return nil, err
@@ -221,7 +230,27 @@ func (s *PageStore) Refs(sl uint32) uint32 {
 	return s.refs[sl]
 }
 
-// ReadRun reads len(dst)/PageSize pages at consecutive slots into dst (guest memory).
+// Fd is pages.dat's descriptor, for mapping pages copy-on-write.
+func (s *PageStore) Fd() int { return int(s.data.Fd()) }
+
+// Copy copies the pages at slots into dst (guest memory), one page per slot.
+func (s *PageStore) Copy(dst []byte, slots []uint32) error {
+	s.mu.Lock()
+	n := uint32(len(s.hashes))
+	s.mu.Unlock()
+	if len(dst) != len(slots)*PageSize {
+		return fmt.Errorf("sharing: copy %d pages into %d bytes", len(slots), len(dst))
+	}
+	for i, sl := range slots {
+		if sl >= n {
+			return fmt.Errorf("sharing: slot %d past the store's %d pages", sl, n)
+		}
+		copy(dst[i*PageSize:(i+1)*PageSize], s.view[int(sl)*PageSize:(int(sl)+1)*PageSize])
+	}
+	return nil
+}
+
+// ReadRun reads len(dst)/PageSize pages at consecutive slots into dst.
 func (s *PageStore) ReadRun(dst []byte, first uint32) error {
 	for len(dst) > 0 {
 		n, err := unix.Pread(int(s.data.Fd()), dst, int64(first)*PageSize)
@@ -272,7 +301,12 @@ func (s *PageStore) Stats() StoreStats {
 
 // Close closes the files.
 func (s *PageStore) Close() error {
-	return errors.Join(s.data.Close(), s.idx.Close())
+	var err error
+	if s.view != nil {
+		err = unix.Munmap(s.view)
+		s.view = nil
+	}
+	return errors.Join(err, s.data.Close(), s.idx.Close())
 }
 
 // Attribution splits a set of slots (one owner's pages) into the bytes only this owner

@@ -133,6 +133,19 @@ func TestPaths(t *testing.T) {
 	defer e.Close()
 	run(t, e, b, activation.PathWarm, 1)
 	run(t, e, a, activation.PathCold, 1)
+	// The two idle UCs' VMs are recycled; W and C restore into them.
+	e.DropIdle()
+	e.WaitSnapshots()
+	for i := 0; i < 2; i++ {
+		run(t, e, b, activation.PathWarm, 1)
+		run(t, e, a, activation.PathWarm, 1)
+		e.DropIdle()
+		e.WaitSnapshots()
+	}
+	run(t, e, pyJob("d", counterPy, "1"), activation.PathCold, 1)
+	if h := e.shells.recycledHits.Load(); h < 3 {
+		t.Fatalf("%d restores into recycled VMs", h)
+	}
 }
 
 // TestCorruptSnapshots: damaged files are never run; the executor falls back (W to C,

@@ -31,6 +31,10 @@ type instance struct {
 	// parent is the runtime snapshot it was restored from (C: its function snapshot is a
 	// diff over it); nil for booted and W instances.
 	parent *RuntimeSnapshot
+	// fsnap is the function snapshot a W instance was restored from; rt the runtime
+	// snapshot under a C or W instance (its VM can be recycled for rt).
+	fsnap *FunctionSnapshot
+	rt    *RuntimeSnapshot
 
 	lastUsed  time.Time
 	idleTimer *time.Timer

@@ -58,6 +58,7 @@ type RuntimeSnapshot struct {
 	// verified: the memory file's pages matched MemoryDigest in this process.
 	mu       sync.Mutex
 	verified bool
+	ranges   [][2]uint64
 	Hits     uint64
 }
 
@@ -71,6 +72,21 @@ type FunctionSnapshot struct {
 	elem     *list.Element
 	verified bool
 	slots    []uint32
+
+	wsMu sync.Mutex
+	ws   [][2]uint64 // working set of the first run after a W restore (Config.Prefetch)
+}
+
+func (f *FunctionSnapshot) workingSet() [][2]uint64 {
+	f.wsMu.Lock()
+	defer f.wsMu.Unlock()
+	return f.ws
+}
+
+func (f *FunctionSnapshot) setWorkingSet(ws [][2]uint64) {
+	f.wsMu.Lock()
+	defer f.wsMu.Unlock()
+	f.ws = ws
 }
 
 // ErrInUse: another process has the snapshot directory open for writing.
@@ -412,8 +428,36 @@ func (r *RuntimeSnapshot) VerifyMemory() error {
 	return nil
 }
 
+func (r *RuntimeSnapshot) size() uint64 { return r.File.State.AddressSpace }
+
 // MemoryFd is the memory file's descriptor, for GuestMemory.MapFile.
 func (r *RuntimeSnapshot) MemoryFd() int { return int(r.mem.Fd()) }
+
+// mapGap: data runs closer than this are mapped as one range.
+const mapGap = 4 << 20
+
+// MapRanges are the ranges of the memory file a restore maps: its data runs, merged
+// across gaps under 4 MiB. The rest of a fresh VM shell is untouched anonymous memory,
+// zero like the file's holes, so it is left as it is: mapping only what holds data costs
+// a fraction of remapping the whole guest (the KVM MMU notifier walks the whole range).
+func (r *RuntimeSnapshot) MapRanges() [][2]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ranges == nil {
+		for _, run := range r.File.Runs {
+			end := run.Addr + uint64(run.Pages)*unikernel.PageSize
+			if n := len(r.ranges); n > 0 && run.Addr-r.ranges[n-1][1] < mapGap {
+				r.ranges[n-1][1] = end
+				continue
+			}
+			r.ranges = append(r.ranges, [2]uint64{run.Addr, end})
+		}
+		if r.ranges == nil {
+			r.ranges = [][2]uint64{}
+		}
+	}
+	return r.ranges
+}
 
 // RemoveRuntime deletes a runtime snapshot and every function snapshot over it.
 func (s *Store) RemoveRuntime(id string) {

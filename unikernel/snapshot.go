@@ -207,7 +207,8 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 			}
 			present, filePage := e&pmPresent != 0, e&pmFile != 0
 			switch {
-			case present && !filePage:
+			case e&pmSwapped != 0, present && !filePage:
+				// Swapped out pages are the UC's own too (reading them swaps them in).
 				b.page(a, isZero(mem[a:a+pageSize]), false)
 			case kind == remapFile:
 				b.page(a, isZero(mem[a:a+pageSize]), false)
@@ -265,6 +266,7 @@ func isZero(p []byte) bool {
 // /proc/self/pagemap bits.
 const (
 	pmPresent = 1 << 63
+	pmSwapped = 1 << 62 // a private page swapped out
 	pmFile    = 1 << 61 // file page or shared anonymous: not the process's private copy
 )
 
@@ -439,6 +441,7 @@ func RestoreOnVM(vm *VM, cfg Config, st *VMState, load func(*GuestMemory) error)
 		} else if c, err = vm.newVCPU(0, 0, 0); err != nil {
 			return fail(err)
 		}
+		c.run.setDirty(0) // the general registers come from KVM_SET_REGS below
 		x := &kvmXSAVE{}
 		for j := range x.Region {
 			x.Region[j] = binary.LittleEndian.Uint32(ts.XSAVE[4*j:])
@@ -511,4 +514,119 @@ func RestoreOnVM(vm *VM, cfg Config, st *VMState, load func(*GuestMemory) error)
 	uc.refreshTimePage()
 	uc.loaded = true
 	return uc, nil
+}
+
+// PresentRuns lists the ranges of the guest's mappings that are present in the host's
+// page tables (touched since the restore or boot): a working set to prefetch (REAP).
+func (uc *UC) PresentRuns() ([][2]uint64, error) {
+	pm, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return nil, err
+	}
+	defer pm.Close()
+	var out [][2]uint64
+	for _, v := range uc.k.as.snapshotVMAs() {
+		if err := scanPagemap(pm, uc.vm.mem, v.start, v.end, func(a, e uint64) {
+			if e&pmPresent == 0 {
+				return
+			}
+			if n := len(out); n > 0 && out[n-1][1] == a {
+				out[n-1][1] = a + pageSize
+				return
+			}
+			out = append(out, [2]uint64{a, a + pageSize})
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// GuestMemory returns a VM shell's memory for loading ahead of a restore (a pool maps a
+// runtime snapshot's memory file into shells before they are needed). Use it only on a
+// shell no UC runs in yet.
+func (vm *VM) GuestMemory() *GuestMemory { return &GuestMemory{vm: vm} }
+
+// RecycleVM takes the VM of a closed UC that was restored from a snapshot and makes it a
+// shell again, for another restore of the same runtime snapshot: reset is given every
+// range of guest memory that may differ from what the restore loaded (pages the UC made
+// its own, from the host's page tables, and every range it remapped) and must load the
+// runtime image there again; the vCPUs are set up afresh. What the UC never wrote stays
+// mapped, and the hypervisor's page tables for it stay filled: the next guest finds the
+// runtime's pages without faulting them in again. Only a UC that ended by Close while
+// every thread was parked or asleep in a call (an idle UC) may be recycled.
+func (uc *UC) RecycleVM(reset func(g *GuestMemory, dirty [][2]uint64) error) (*VM, error) {
+	uc.mu.Lock()
+	st := uc.state
+	uc.mu.Unlock()
+	if st != StateClosed || uc.track == nil || uc.ownVM {
+		return nil, fmt.Errorf("%w: recycle the VM of a UC in state %s (restored %v)", ErrState, st, uc.track != nil)
+	}
+	vm := uc.vm
+	pm, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return nil, err
+	}
+	defer pm.Close()
+	var spans [][2]uint64
+	if err := scanPagemap(pm, vm.mem, userBase, vm.Size, func(a, e uint64) {
+		if e&pmSwapped == 0 && (e&pmPresent == 0 || e&pmFile != 0) {
+			return
+		}
+		if n := len(spans); n > 0 && spans[n-1][1] == a {
+			spans[n-1][1] = a + pageSize
+			return
+		}
+		spans = append(spans, [2]uint64{a, a + pageSize})
+	}); err != nil {
+		return nil, err
+	}
+	for _, r := range uc.track.ranges() {
+		spans = append(spans, [2]uint64{r.start, r.end})
+	}
+	if err := reset(&GuestMemory{vm: vm}, mergeSpans(spans)); err != nil {
+		return nil, err
+	}
+	vm.mu.Lock()
+	vcpus := append([]*vcpu(nil), vm.vcpus...)
+	vm.mu.Unlock()
+	for _, c := range vcpus {
+		if err := resetVCPU(c); err != nil {
+			return nil, err
+		}
+	}
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.closed {
+		return nil, fmt.Errorf("%w: VM closed", ErrState)
+	}
+	vm.used = false
+	vm.free = nil
+	return vm, nil
+}
+
+// resetVCPU puts back what a CPL3 guest can change outside the state a restore writes
+// (GPRs, XSAVE, FS/GS bases): its segment registers. CPUID and XCR0 cannot change (and
+// KVM refuses KVM_SET_CPUID2 once a vCPU has run); MSRs other than the FS/GS bases and
+// control registers are out of CPL3's reach.
+func resetVCPU(c *vcpu) error {
+	// The last thread on it may have left registers marked dirty in kvm_run's sync area
+	// (a call's result written as the UC stopped): KVM would load them at the next entry.
+	c.run.setDirty(0)
+	s, err := retry(func() (*kvm.Sregs, error) { return kvm.GetSregs(c.fd) })
+	if err != nil {
+		return fmt.Errorf("KVM_GET_SREGS: %w", err)
+	}
+	code := kvm.Segment{Base: 0, Limit: 0xffffffff, Selector: selUserCS, Typ: 0xb, Present: 1, DPL: 3, S: 1, L: 1, G: 1}
+	data := kvm.Segment{Base: 0, Limit: 0xffffffff, Selector: selUserDS, Typ: 0x3, Present: 1, DPL: 3, S: 1, DB: 1, G: 1}
+	s.CS = code
+	s.SS, s.DS, s.ES, s.FS, s.GS = data, data, data, data, data
+	if _, err := retry(func() (int, error) { return 0, kvm.SetSregs(c.fd, s) }); err != nil {
+		return fmt.Errorf("KVM_SET_SREGS: %w", err)
+	}
+	regs := &kvm.Regs{RFLAGS: 0x2}
+	if _, err := retry(func() (int, error) { return 0, kvm.SetRegs(c.fd, regs) }); err != nil {
+		return fmt.Errorf("KVM_SET_REGS: %w", err)
+	}
+	return nil
 }

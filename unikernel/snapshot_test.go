@@ -282,3 +282,83 @@ func TestSnapshotPython(t *testing.T) {
 		}
 	}
 }
+
+// TestRecycleVM: a VM recycled after a UC holds nothing the UC wrote, and serves another
+// restore of the same image.
+func TestRecycleVM(t *testing.T) {
+	requireKVM(t)
+	root := pythonRoot(t)
+	cfg, s := sessionConfig(root)
+	cfg.AddressSpace = 512 << 20
+	uc, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	if err := uc.Load(pythonArgv); err != nil {
+		t.Fatal(err)
+	}
+	if err := uc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	quiesce(t, uc)
+	st, err := uc.Capture()
+	if err != nil {
+		t.Fatal(err)
+	}
+	memFile, _ := saveFull(t, uc)
+	_ = s
+
+	marker := "SEUSS-RECYCLE-MARKER-"
+	secret := "import json\nS = ['" + marker + "%d' % i for i in range(20000)]\ndef main(args):\n    return {\"n\": len(S)}\n"
+	cfg2, s2 := sessionConfig(root)
+	uc2 := restoreFrom(t, st, memFile, nil, cfg2)
+	if ans := s2.request(t, initLine(secret)); ans != `{"ok": true}` {
+		t.Fatalf("init: %s", ans)
+	}
+	if ans := s2.request(t, runLine(`{}`)); ans != `{"n": 20000}` {
+		t.Fatalf("run: %s", ans)
+	}
+	quiesce(t, uc2)
+	vm := uc2.vm
+	if !bytes.Contains(vm.mem, []byte(marker+"19999")) {
+		t.Fatal("the marker is not in guest memory: the test proves nothing")
+	}
+	if err := uc2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(memFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rvm, err := uc2.RecycleVM(func(g *GuestMemory, dirty [][2]uint64) error {
+		for _, d := range dirty {
+			if err := g.MapFile(d[0], d[1]-d[0], int(f.Fd()), int64(d[0])); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(rvm.mem, []byte(marker)) {
+		t.Fatal("a recycled VM still holds what the previous UC wrote")
+	}
+	cfg3, s3 := sessionConfig(root)
+	uc3, err := RestoreOnVM(rvm, cfg3, st, func(*GuestMemory) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc3.Close()
+	if err := uc3.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if ans := s3.request(t, initLine(counterAction)); ans != `{"ok": true}` {
+		t.Fatalf("init in a recycled VM: %s", ans)
+	}
+	if ans := s3.request(t, runLine(`{"x":3}`)); ans != `{"n": 1, "x": 3}` {
+		t.Fatalf("run in a recycled VM: %s", ans)
+	}
+}
