@@ -259,6 +259,7 @@ type env struct {
 	store  *bbolt.Store
 	flaky  *activationtest.FlakyStore
 	ctrl   *controller
+	exec   *process.Executor
 	inv    *kafka.Invoker
 	stop   func()
 }
@@ -297,6 +298,14 @@ func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
 // newEnvWith is newEnv with the invoker's configuration adjusted by edit.
 func newEnvWith(t testing.TB, edit func(*kafka.InvokerConfig)) *env {
 	t.Helper()
+	e := newEnvNoInvoker(t)
+	e.startInvoker(edit)
+	return e
+}
+
+// newEnvNoInvoker is the broker, store, executor and controller, without an invoker.
+func newEnvNoInvoker(t testing.TB) *env {
+	t.Helper()
 	e := &env{t: t, addr: freeAddr(t)}
 	e.broker = startBroker(t, e.addr)
 	t.Cleanup(func() { e.broker.Close() })
@@ -307,19 +316,27 @@ func newEnvWith(t testing.TB, edit func(*kafka.InvokerConfig)) *env {
 	e.store = st
 	t.Cleanup(func() { st.Close() })
 	e.flaky = activationtest.NewFlakyStore(st)
-	ex, err := process.New(process.Config{TempDir: t.TempDir()})
+	e.exec, err = process.New(process.Config{TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ex.Close() })
+	t.Cleanup(func() { e.exec.Close() })
 	e.ctrl = newController(t, e.addr)
+	return e
+}
+
+// startInvoker starts an in-process invoker on the env; e.stop stops it.
+func (e *env) startInvoker(edit func(*kafka.InvokerConfig)) {
+	t := e.t
+	t.Helper()
 	cfg := kafka.InvokerConfig{
-		Brokers: []string{e.addr}, ID: 0, Store: e.flaky, Executor: ex, Events: true,
+		Brokers: []string{e.addr}, ID: 0, Store: e.flaky, Executor: e.exec, Events: true,
 		RecordRetry: 500 * time.Millisecond, DrainTimeout: 20 * time.Second,
 	}
 	if edit != nil {
 		edit(&cfg)
 	}
+	var err error
 	e.inv, err = kafka.NewInvoker(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +355,6 @@ func newEnvWith(t testing.TB, edit func(*kafka.InvokerConfig)) *env {
 			e.stop()
 		}
 	})
-	return e
 }
 
 func putAction(t testing.TB, st *bbolt.Store, name, kind, code string, limits *activation.ActionLimits) string {
