@@ -14,6 +14,9 @@ type InvokerConfig struct {
 	Brokers      []string
 	ID           int // N of invoker{N}
 	UserMemoryMB int // default 2048
+	// UniqueName and DisplayedName go into the InvokerInstanceId of pings and acks
+	// (the stock invoker's --uniqueName and --displayedName); both optional.
+	UniqueName, DisplayedName string
 
 	Store    activation.Store
 	Executor activation.Executor
@@ -65,6 +68,15 @@ func NewInvoker(cfg InvokerConfig) (*Invoker, error) {
 	}
 	if cfg.Events {
 		acfg.Events = p
+	}
+	if cfg.UniqueName != "" || cfg.DisplayedName != "" {
+		mem := cfg.UserMemoryMB
+		if mem <= 0 {
+			mem = 2048
+		}
+		id := activation.NewInvokerInstanceID(cfg.ID, mem)
+		id.UniqueName, id.DisplayedName = cfg.UniqueName, cfg.DisplayedName
+		acfg.Instance = &id
 	}
 	inv, err := activation.NewInvoker(acfg)
 	if err != nil {

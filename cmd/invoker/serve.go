@@ -35,6 +35,8 @@ func init() {
 // wins over the environment.
 var serveEnv = []struct{ flag, env, help string }{
 	{"id", "INVOKER_ID", "instance N: consume invoker{N} (the stock invoker takes --id only)"},
+	{"uniqueName", "INVOKER_UNIQUE_NAME", "unique name written in pings and acks (ids are not assigned through ZooKeeper: give --id)"},
+	{"displayedName", "INVOKER_DISPLAYED_NAME", "display name written in pings and acks"},
 	{"kafka", "KAFKA_HOSTS", "Kafka brokers host:port[,host:port]"},
 	{"user-memory", "CONFIG_whisk_containerPool_userMemory", "memory shared by running activations, MB or a ByteSize (\"1024m\", \"2 GB\")"},
 	{"port", "PORT", "HTTP port of /ping, /enable, /disable, /isEnabled, /metrics"},
@@ -53,6 +55,8 @@ var serveEnv = []struct{ flag, env, help string }{
 func serveMain(ctx context.Context, args []string) (int, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	id := fs.Int("id", 0, "")
+	uniqueName := fs.String("uniqueName", "", "")
+	displayedName := fs.String("displayedName", "", "")
 	brokers := fs.String("kafka", "localhost:9092", "")
 	userMemory := fs.String("user-memory", "2048", "")
 	port := fs.Int("port", 8085, "")
@@ -136,6 +140,8 @@ func serveMain(ctx context.Context, args []string) (int, error) {
 		Brokers:        kafka.SplitBrokers(*brokers),
 		ID:             *id,
 		UserMemoryMB:   memMB,
+		UniqueName:     *uniqueName,
+		DisplayedName:  *displayedName,
 		Store:          st,
 		Executor:       ex,
 		Events:         *events,
