@@ -119,9 +119,6 @@ func (uc *UC) clone(p sysThread, flags, stack, ptid, ctid, tls uint64) (int, uni
 	if pr.RIP == addrStub+2 {
 		regs.RIP = pr.RCX
 		regs.RFLAGS = pr.R11&userFlags | 0x2
-	} else {
-		regs.RCX = pr.RIP
-		regs.R11 = pr.RFLAGS
 	}
 	regs.RCX = regs.RIP
 	regs.R11 = regs.RFLAGS
@@ -243,6 +240,9 @@ func (vm *VM) takeVCPU(rip, rsp, fs uint64) (*vcpu, error) {
 		c := vm.free[n-1]
 		vm.free = vm.free[:n-1]
 		vm.mu.Unlock()
+		// The last thread's exit left its registers marked dirty in kvm_run: KVM would
+		// load them over ours at the next entry.
+		c.run.setDirty(0)
 		if err := vm.setupVCPU(c, rip, rsp, fs); err != nil {
 			vm.putVCPU(c)
 			return nil, err

@@ -61,7 +61,14 @@ func init() {
 		unix.SYS_PKEY_FREE:  sysPkeyFree,
 		unix.SYS_GETCPU:     sysSchedGetcpu,
 		unix.SYS_MEMBARRIER: sysMembarrier,
+		unix.SYS_PAUSE:      sysPause,
 	} {
 		syscallTable[nr] = h
 	}
+}
+
+// sysPause sleeps until the UC stops (no signal can arrive asynchronously in a UC).
+func sysPause(k *Kernel, _ sysThread, _ *[6]uint64) (uint64, unix.Errno) {
+	k.asleep(nil)
+	return 0, unix.EINTR
 }

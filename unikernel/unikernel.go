@@ -60,8 +60,9 @@ type Config struct {
 	// Memory is the commit limit: anonymous and private writable mappings, brk and the
 	// stack. Past it mmap and brk fail with ENOMEM (default 256 MiB).
 	Memory uint64
-	// AddressSpace is the guest's size (the KVM slot), default Memory + 1 GiB rounded up to
-	// 2 MiB: runtimes reserve far more address space than they commit (V8's code range,
+	// AddressSpace is the guest's size (the KVM slot), default Memory + 2 GiB rounded up to
+	// 2 MiB: runtimes reserve far more address space than they commit (V8's code range per
+	// isolate, so per worker thread,
 	// glibc's 64 MiB per-thread malloc arenas, 8 MiB thread stacks, all PROT_NONE until
 	// used). The mapping is MAP_NORESERVE, so only touched pages cost host memory; the
 	// size costs ~0.7 ms per GiB of slot registration. It also bounds host memory: the
@@ -106,7 +107,7 @@ func (c *Config) setDefaults() {
 		c.Memory = 256 << 20
 	}
 	if c.AddressSpace == 0 {
-		c.AddressSpace = min(c.Memory+1<<30, maxGuestSize)
+		c.AddressSpace = min(c.Memory+2<<30, maxGuestSize)
 	}
 	c.AddressSpace = (c.AddressSpace + largePage - 1) &^ (largePage - 1)
 	if c.MaxOutput == 0 {

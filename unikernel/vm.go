@@ -433,6 +433,8 @@ type vcpu struct {
 	id  int
 	fd  uintptr
 	run *runMap
+	// cpuidSet: KVM refuses KVM_SET_CPUID2 once a vCPU has run, so a reused one keeps it.
+	cpuidSet bool
 }
 
 func (c *vcpu) close() error {
@@ -476,8 +478,11 @@ func (vm *VM) newVCPU(rip, rsp, fsBase uint64) (*vcpu, error) {
 
 func (vm *VM) setupVCPU(c *vcpu, rip, rsp, fsBase uint64) error {
 	h := vm.host
-	if err := setCPUID(c.fd, h.cpuid); err != nil {
-		return err
+	if !c.cpuidSet {
+		if err := setCPUID(c.fd, h.cpuid); err != nil {
+			return err
+		}
+		c.cpuidSet = true
 	}
 	s, err := retry(func() (*kvm.Sregs, error) { return kvm.GetSregs(c.fd) })
 	if err != nil {

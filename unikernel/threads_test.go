@@ -1,0 +1,53 @@
+package unikernel
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestThreadsInUC runs testdata/threads.c: threads and joins (CLONE_CHILD_CLEARTID), vCPU
+// reuse, mutexes and condition variables, futex wait/wake with timeouts, bitsets,
+// requeue and wake_op, eventfd, epoll on pipes and eventfds (level and edge triggered,
+// woken by another thread), poll, socketpair, and a busy thread that never calls in.
+func TestThreadsInUC(t *testing.T) {
+	requireKVM(t)
+	root := testRoot(t, "threads")
+	res, out, errOut := runUC(t, Config{Root: root, Timeout: time.Minute}, "/threads")
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "FAIL") {
+			t.Error(line)
+		}
+	}
+	if res.Status != 0 || res.Err != nil || !strings.Contains(out, "done 0") {
+		t.Fatalf("status %d, err %v, output:\n%s\n%s", res.Status, res.Err, out, errOut)
+	}
+	if n := strings.Count(out, "\nok "); n < 40 {
+		t.Errorf("only %d checks passed", n)
+	}
+}
+
+// TestThreadBomb: clone past Config.MaxThreads fails with EAGAIN (pthread_create says
+// so) and the UC goes on.
+func TestThreadBomb(t *testing.T) {
+	requireKVM(t)
+	root := testRoot(t, "threads")
+	res, out, _ := runUC(t, Config{Root: root, Timeout: time.Minute, MaxThreads: 12}, "/threads", "bomb")
+	if res.Status != 0 || res.Err != nil {
+		t.Fatalf("status %d err %v\n%s", res.Status, res.Err, out)
+	}
+	if want := "created 11 threads then error 11 (Resource temporarily unavailable)"; !strings.Contains(out, want) {
+		t.Fatalf("output %q, want %q", out, want)
+	}
+}
+
+// TestBusyThreadStopped: exit_group from one thread ends the UC although another spins in
+// guest code without ever making a system call (its vCPU is kicked out of KVM_RUN).
+func TestBusyThreadStopped(t *testing.T) {
+	requireKVM(t)
+	root := testRoot(t, "threads")
+	res, out, _ := runUC(t, Config{Root: root, Timeout: time.Minute}, "/threads", "busy")
+	if res.Status != 7 || res.Err != nil || !strings.Contains(out, "main runs while a thread spins") {
+		t.Fatalf("status %d err %v output %q", res.Status, res.Err, out)
+	}
+}
