@@ -104,6 +104,10 @@ type Executor struct {
 
 	captures sync.WaitGroup
 	recycles sync.WaitGroup
+	// pending holds the function snapshots being stored, by id: a deploy of the same
+	// action waits for it (briefly) and takes W instead of a second C.
+	pendingMu sync.Mutex
+	pending   map[string]chan struct{}
 
 	mu       sync.Mutex
 	idle     map[activation.ActionKey][]*instance // most recently used last
@@ -139,7 +143,8 @@ func New(cfg Config) (*Executor, error) {
 		return nil, fmt.Errorf("snapshots: %w", err)
 	}
 	e := &Executor{cfg: cfg, log: cfg.Log, roots: map[string]*runtimes.Root{}, kindMu: map[string]*sync.Mutex{},
-		idle: map[activation.ActionKey][]*instance{}, live: map[*instance]bool{}, paths: map[activation.Path]uint64{}}
+		idle: map[activation.ActionKey][]*instance{}, live: map[*instance]bool{}, paths: map[activation.Path]uint64{},
+		pending: map[string]chan struct{}{}}
 	dir := cfg.SnapshotDir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "seuss-snapshots-")
@@ -307,7 +312,8 @@ func resetToRuntime(g *unikernel.GuestMemory, rt *RuntimeSnapshot, dirty [][2]ui
 	return nil
 }
 
-// DropIdle ends every idle UC now and returns how many there were (forces W next).
+// DropIdle ends every idle UC now, recycling their VMs, and returns how many there were
+// (forces W next).
 func (e *Executor) DropIdle() int {
 	e.mu.Lock()
 	var all []*instance
@@ -323,6 +329,9 @@ func (e *Executor) DropIdle() int {
 	for _, inst := range all {
 		e.retire(inst)
 	}
+	// Synchronous: whoever drops idle UCs (benchmarks forcing W) wants the recycled VMs
+	// back in the pool before the next activation.
+	e.recycles.Wait()
 	return len(all)
 }
 
@@ -463,6 +472,10 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 
 const logGrace = 5 * time.Second
 
+// pendingWait bounds how long a deploy waits for its action's function snapshot to be
+// stored (a few milliseconds) before taking C itself.
+const pendingWait = 100 * time.Millisecond
+
 // madvPopulateRead is MADV_POPULATE_READ (Linux 5.14): fault pages in, readable.
 const madvPopulateRead = 22
 
@@ -487,7 +500,23 @@ func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activati
 		return inst, activation.PathBoot, err
 	}
 	fid := e.functionID(kind, root, job)
-	if f := e.store.Function(fid); f != nil {
+	f := e.store.Function(fid)
+	if f == nil {
+		e.pendingMu.Lock()
+		ch := e.pending[fid]
+		e.pendingMu.Unlock()
+		if ch != nil {
+			t := time.NewTimer(pendingWait)
+			select {
+			case <-ch:
+				f = e.store.Function(fid)
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+	}
+	if f != nil {
 		rt := e.store.Runtime(kind.Name, root.Digest())
 		if rt == nil || rt.ID != f.File.Header.ParentID || rt.File.Digest != f.File.Header.ParentDigest {
 			e.log.Warn("snapshots: function snapshot without its runtime snapshot; deleting it", "id", fid, "action", job.Key.FQN)
@@ -535,8 +564,21 @@ func (e *Executor) functionID(kind runtimes.Kind, root *runtimes.Root, job *acti
 	return FunctionID(kind.Name, root.Digest(), job.Key.Namespace, job.Key.FQN, job.Key.Revision, job.Key.CodeDigest, initDigest(&job.Init))
 }
 
+// perActivation are init-env values that differ for every activation: left out of the
+// function snapshot's key (the run message sets them again for each run), or no action
+// would ever be deployed by W.
+var perActivation = []string{"__OW_ACTIVATION_ID", "__OW_TRANSACTION_ID", "__OW_DEADLINE"}
+
 func initDigest(m *activation.InitMessage) string {
-	b, _ := json.Marshal(m)
+	c := *m
+	c.Env = make(map[string]string, len(m.Env))
+	for k, v := range m.Env {
+		c.Env[k] = v
+	}
+	for _, k := range perActivation {
+		delete(c.Env, k)
+	}
+	b, _ := json.Marshal(&c)
 	s := sha256.Sum256(b)
 	return "sha256-" + hex.EncodeToString(s[:])
 }
@@ -654,12 +696,22 @@ func (e *Executor) captureFunction(ctx context.Context, inst *instance, job *act
 	h := Header{ID: e.functionID(inst.kind, root, job), Namespace: job.Key.Namespace, FQN: job.Key.FQN,
 		Revision: job.Key.Revision, CodeDigest: job.Key.CodeDigest, InitDigest: initDigest(&job.Init)}
 	parent := inst.parent
+	done := make(chan struct{})
+	e.pendingMu.Lock()
+	e.pending[h.ID] = done
+	e.pendingMu.Unlock()
 	e.captures.Add(1)
 	go func() {
 		defer e.captures.Done()
 		if _, err := e.store.PutFunction(h, parent, st, pending); err != nil {
 			e.log.Warn("snapshots: function snapshot not stored", "action", job.Key.FQN, "err", err)
 		}
+		e.pendingMu.Lock()
+		if e.pending[h.ID] == done {
+			delete(e.pending, h.ID)
+		}
+		e.pendingMu.Unlock()
+		close(done)
 	}()
 }
 

@@ -68,7 +68,9 @@ func pyJob(name, code, rev string) *activation.Job {
 	return &activation.Job{
 		Key:  activation.ActionKey{Namespace: "guest", FQN: "guest/" + name, Revision: rev, CodeDigest: "sha256-" + hex.EncodeToString(sum[:])},
 		Kind: "python:3.11",
-		Init: activation.InitMessage{Name: name, Main: "main", Code: code, Env: map[string]string{}},
+		Init: activation.InitMessage{Name: name, Main: "main", Code: code, Env: map[string]string{
+			// As the invoker sends them: per-activation values in the init env too.
+			"__OW_ACTIVATION_ID": fmt.Sprint(time.Now().UnixNano()), "__OW_NAMESPACE": "guest"}},
 		Run: activation.RunMessage{Value: json.RawMessage(`{"name":"` + name + `"}`), Namespace: "guest", ActionName: "/guest/" + name,
 			ActionVersion: "0.0.1", ActivationID: "a1", TransactionID: "t1", Deadline: fmt.Sprint(time.Now().Add(time.Minute).UnixMilli())},
 		Limits: activation.Limits{Timeout: 30 * time.Second, MemoryMB: 256, LogBytes: 1 << 20},

@@ -32,7 +32,7 @@ import (
 // parent is missing or different are deleted. Function snapshots are kept under a byte
 // budget, least recently used evicted first. Files are written to a temporary name and
 // renamed, so a crash leaves either nothing or a whole file (and a torn one fails its
-// checksum).
+// checksum, and a crash can lose the newest snapshots but never make one run wrong).
 type Store struct {
 	dir   string
 	pages *sharing.PageStore
@@ -339,9 +339,6 @@ func (s *Store) PutRuntime(h Header, st *unikernel.VMState, runs []unikernel.Pag
 		fruns = append(fruns, Run{Addr: r.Addr, Pages: uint32(r.Pages), InFile: true})
 	}
 	h.MemoryDigest = "sha256-" + hex.EncodeToString(sum.Sum(nil))
-	if err := tmp.Sync(); err != nil {
-		return nil, err
-	}
 	f, err := s.writeState(dir, h.ID, &h, st, fruns)
 	if err != nil {
 		return nil, err
@@ -376,9 +373,8 @@ func (s *Store) writeState(dir, id string, h *Header, st *unikernel.VMState, run
 	if err == nil {
 		err = w.Flush()
 	}
-	if err == nil {
-		err = tmp.Sync()
-	}
+	// No fsync: a snapshot lost or torn by a crash is caught by its checksum and made
+	// again; syncing would cost every C path milliseconds.
 	var size int64
 	if err == nil {
 		var info os.FileInfo
