@@ -1,0 +1,65 @@
+// Package snapshots deploys OpenWhisk activations into unikernel contexts (UCs) by
+// SEUSS's paths, and owns the snapshot files, their cache and the pools behind them.
+// Executor implements activation.Executor; unikernel provides capture and restore of a
+// UC (VMState, MemoryRuns, RestoreOnVM), sharing the page store and accounting. It knows
+// the launchers' protocol (package runtimes) but nothing of Kafka or the stores.
+//
+// # Paths
+//
+//   - B: no runtime snapshot of the kind (in this root) yet. Boot the launcher in a fresh
+//     UC, send the warm-up activation (runtimes.WarmupInit, WarmupRun: the anticipatory
+//     optimisation), wait until every thread is asleep in a restartable call
+//     (UC.WaitQuiescent: the launcher blocked reading fd 0), capture the runtime
+//     snapshot, then init and run the job in the same UC. One booter per kind; the others
+//     wait for it and take C.
+//   - C: restore the runtime snapshot, init, capture the function snapshot (the state,
+//     and the pages that differ from the runtime snapshot, copied while the UC is paused,
+//     stored in the background), run. Key: kind, root digest, invoking namespace, action
+//     FQN, revision, code digest and the init message's digest (per-activation __OW_*
+//     values left out).
+//   - W: restore the function snapshot (the runtime memory, then its diff), run.
+//   - H: an idle live UC of the same ActionKey (never across actions, revisions or
+//     namespaces), kept for Config.IdleTTL under a memory budget (LRU eviction).
+//
+// Config.NoSnapshots is the boot baseline: every non-hot activation takes B without
+// warm-up and nothing is captured.
+//
+// A snapshot that is corrupt, truncated or does not match (another root, parent or host)
+// is never run: Decode checks sizes, versions and the checksum before anything else and
+// the contents after; a runtime memory file is checked against its digest and a function
+// snapshot's pages against their hashes the first time a process uses them. The store
+// logs and deletes it and the executor falls back: W to C, C to B.
+//
+// # Restore
+//
+// A restore takes a VM shell from a pool (KVM VM, memory slot, system area and as many
+// vCPUs as the snapshot has threads, made ahead), preferably one where the runtime
+// snapshot's memory file is already mapped MAP_PRIVATE (its data ranges only: the rest of
+// a fresh shell is zero like the file's holes), or a recycled VM: the VM of an idle C or
+// W UC that was evicted, whose pages that differ from the runtime snapshot were mapped
+// from it again while the rest stayed mapped and faulted in (UC.RecycleVM). A W restore
+// then copies the function's pages from the page store (a mapped file) and maps fresh
+// memory over its zero runs; unikernel.RestoreOnVM writes the library OS and the vCPUs.
+// Threads asleep in a call when captured make that call again when restored.
+//
+// # Files
+//
+// A Store directory (Config.SnapshotDir) holds runtimes/<id>.snap and <id>.mem,
+// functions/<id>.snap and pages/ (see Store). The state file format is drawn in
+// format.go: magic "SEUSSNAP", format version 1.0 (independent of releases; a reader
+// refuses an unknown major or a newer minor), lengths capped, a JSON header, the JSON
+// VMState, the page runs, and a SHA-256 over all of it. Golden files per format version
+// are in testdata/.
+//
+// # Sharing
+//
+// Every UC of a kind maps the same runtime memory file (one copy in the page cache,
+// copied on write). Runtime text is in that file, not mapped from the root's files: a
+// restored guest must find every page of a mapping even where the booted UC never
+// touched it, and one mapping per file range would cost a system call per range on every
+// restore. A function snapshot's pages live once in the content-addressed page store,
+// shared by every function snapshot holding the same page; zero pages are runs, not
+// pages. Store.List reports each function snapshot's own and shared bytes from the page
+// store's reference counts; Executor.LivePrivateBytes each live UC's private memory from
+// the host's page tables.
+package snapshots
