@@ -11,13 +11,18 @@ import (
 )
 
 // nodeScript uses timers, promises, async/await, Buffer, crypto, zlib, JSON of a 1 MB
-// object and a file of the root. Its output does not depend on timing (timers are far
-// apart) so the UC's must equal the host's.
+// object, a file of the root and a worker thread. Its output does not depend on timing
+// (no two callbacks race), so the UC's must equal the host's.
 const nodeScript = `
 const crypto = require('crypto'), zlib = require('zlib'), fs = require('fs');
-setTimeout(() => console.log('timer 300'), 300);
-setTimeout(() => console.log('timer 0'), 0);
-setImmediate(() => console.log('immediate'));
+setTimeout(() => {
+  console.log('timer 300');
+  const { Worker } = require('worker_threads');
+  const w = new Worker('require("worker_threads").parentPort.postMessage(6 * 7)', { eval: true });
+  w.on('message', m => console.log('worker says', m));
+  w.on('exit', c => console.log('worker exit', c));
+}, 300);
+setTimeout(() => { console.log('timer 0'); setImmediate(() => console.log('immediate')); }, 0);
 process.nextTick(() => console.log('tick'));
 Promise.resolve(1).then(v => console.log('promise', v));
 (async () => {
@@ -35,10 +40,6 @@ Promise.resolve(1).then(v => console.log('promise', v));
   console.log('json', js.length, Object.keys(JSON.parse(js)).length);
   console.log(fs.readFileSync('/etc/os-release', 'utf8').split('\n')[0]);
   console.log(await Promise.all([1, 2, 3].map(async x => x * 2)));
-  const { Worker } = require('worker_threads');
-  const w = new Worker('require("worker_threads").parentPort.postMessage(6 * 7)', { eval: true });
-  w.on('message', m => console.log('worker says', m));
-  w.on('exit', c => console.log('worker exit', c));
 })();
 `
 
