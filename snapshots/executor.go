@@ -15,6 +15,7 @@ import (
 
 	"github.com/seuss-go/seuss/activation"
 	"github.com/seuss-go/seuss/runtimes"
+	"github.com/seuss-go/seuss/sharing"
 	"github.com/seuss-go/seuss/unikernel"
 )
 
@@ -1022,4 +1023,55 @@ func encodeRun(r *activation.RunMessage) ([]byte, error) {
 	line = append(line, value...)
 	line = append(line, ',')
 	return append(line, ctx[1:]...), nil
+}
+
+// Memory is the sharing picture, for /metrics and reports: what cached snapshots hold
+// (from the page store's reference counts) and what live UCs use (the kernel's smaps
+// over their guest memory).
+type Memory struct {
+	RuntimeSnapshots, FunctionSnapshots int
+	// FunctionSnapshotBytes is what the cache's budget counts; FunctionPrivateBytes and
+	// FunctionSharedBytes split the function snapshots' pages and state files into what
+	// one snapshot holds alone and what several share.
+	FunctionSnapshotBytes, FunctionPrivateBytes, FunctionSharedBytes int64
+	PageStoreLivePages                                               uint64
+	// LiveUCs, and their resident guest memory as the kernel counts it (smaps): shared
+	// (file pages: the runtime snapshot's, one copy for every UC of the kind) and private
+	// (anonymous: written since restore or boot).
+	LiveUCs                           int
+	LiveSharedBytes, LivePrivateBytes int64
+}
+
+// Memory reports the sharing picture now (it reads /proc/self/smaps: not for hot paths).
+func (e *Executor) Memory() Memory {
+	var m Memory
+	if e.store != nil {
+		for _, en := range e.store.List() {
+			switch en.Type {
+			case TypeRuntime:
+				m.RuntimeSnapshots++
+			case TypeFunction:
+				m.FunctionSnapshots++
+				m.FunctionPrivateBytes += en.PrivateBytes
+				m.FunctionSharedBytes += en.SharedBytes
+			}
+		}
+		m.FunctionSnapshotBytes, _, _ = e.store.Usage()
+		m.PageStoreLivePages = e.store.Pages().Stats().Live
+	}
+	e.mu.Lock()
+	var ranges [][2]uintptr
+	for inst := range e.live {
+		lo, hi := inst.uc.HostRange()
+		ranges = append(ranges, [2]uintptr{lo, hi})
+	}
+	e.mu.Unlock()
+	m.LiveUCs = len(ranges)
+	if us, err := sharing.RangesUsage(ranges); err == nil {
+		for _, u := range us {
+			m.LiveSharedBytes += u.Shareable()
+			m.LivePrivateBytes += u.Own()
+		}
+	}
+	return m
 }

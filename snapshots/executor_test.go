@@ -318,4 +318,9 @@ func TestPathsNode(t *testing.T) {
 	for _, en := range e.Store().List() {
 		t.Logf("%s %s %s: state %d B, %d data pages, %d zero pages, private %d KiB", en.Type, en.Kind, en.FQN, en.StateBytes, en.DataPages, en.ZeroPages, en.PrivateBytes>>10)
 	}
+	m := e.Memory()
+	t.Logf("memory: %+v", m)
+	if m.LiveUCs != 1 || m.LiveSharedBytes <= 0 || m.LivePrivateBytes <= 0 || m.FunctionSnapshots != 1 || m.RuntimeSnapshots != 1 {
+		t.Fatalf("memory picture %+v", m)
+	}
 }

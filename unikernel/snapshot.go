@@ -630,3 +630,10 @@ func resetVCPU(c *vcpu) error {
 	}
 	return nil
 }
+
+// HostRange is where guest memory lies in this process's address space [lo, hi) (for
+// the kernel's accounting of it, /proc/self/smaps).
+func (uc *UC) HostRange() (lo, hi uintptr) {
+	lo = hostAddr(uc.vm.mem)
+	return lo, lo + uintptr(len(uc.vm.mem))
+}
