@@ -61,6 +61,8 @@ func runMain(ctx context.Context, args []string) (int, error) {
 	maxOut := fs.String("max-output", "16MiB", "cap on bytes written to stdout+stderr (the rest is dropped; 0: unlimited)")
 	maxFDs := fs.Int("max-fds", 1024, "cap on open descriptors in the guest")
 	noPatch := fs.Bool("no-patch", false, "do not rewrite syscall instructions into direct port writes")
+	noVDSO := fs.Bool("no-vdso", false, "give the guest no vDSO (every clock_gettime exits; for comparisons)")
+	maxThreads := fs.Int("max-threads", unikernel.DefaultMaxThreads, "cap on live guest threads (each has a vCPU)")
 	var env envFlags
 	fs.Var(&env, "env", "K=V for the guest's environment (repeatable)")
 	fs.Usage = func() {
@@ -84,6 +86,7 @@ func runMain(ctx context.Context, args []string) (int, error) {
 	}
 	cfg := unikernel.Config{
 		Root: *root, Memory: memory, Timeout: *timeout, Env: env, Cwd: *cwd, NoSyscallPatching: *noPatch,
+		NoVDSO: *noVDSO, MaxThreads: *maxThreads,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
