@@ -57,6 +57,7 @@ func densityMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	maxProcs := fs.Int("max-processes", 400, "stop the process side after this many processes")
 	maxSnaps := fs.Int("max-snapshots", 20000, "stop the snapshot side after this many function snapshots")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	only := fs.String("only", "", "measure one side: processes or snapshots (default both)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up on a side after this long")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -72,8 +73,21 @@ func densityMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("%w: density measures in-process executors; --kafka is not supported", errUsage)
 	}
 	r := &densityResult{Kind: c.kind, Budget: budget}
-	r.ProcErr = processDensity(ctx, &c, budget, *maxProcs, *timeout, r, stderr)
-	r.SnapErr = snapshotDensity(ctx, &c, budget, *maxSnaps, *timeout, r, stderr)
+	switch *only {
+	case "", "processes", "snapshots":
+	default:
+		return fmt.Errorf("%w: --only %q: want processes or snapshots", errUsage, *only)
+	}
+	if *only != "snapshots" {
+		r.ProcErr = processDensity(ctx, &c, budget, *maxProcs, *timeout, r, stderr)
+	} else {
+		r.ProcErr = fmt.Errorf("%w: not measured (--only snapshots)", errUnavailable)
+	}
+	if *only != "processes" {
+		r.SnapErr = snapshotDensity(ctx, &c, budget, *maxSnaps, *timeout, r, stderr)
+	} else {
+		r.SnapErr = fmt.Errorf("%w: not measured (--only processes)", errUnavailable)
+	}
 
 	if *asJSON {
 		out := densityReport{}
@@ -102,7 +116,7 @@ func densityMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if r.SnapErr != nil {
 		fmt.Fprintf(w, "  function snapshots: %v\n", r.SnapErr)
 	} else {
-		fmt.Fprintf(w, "  function snapshots: %d, %s (p50 %s each) -> %.1f per GiB\n",
+		fmt.Fprintf(w, "  function snapshots: %d, footprint %s (shared pages once; own bytes p50 %s each) -> %.1f per GiB\n",
 			r.Snapshots, mib(r.SnapBytes), mib(r.SnapBytesP50), r.SnapshotsPerGiB)
 		if r.ProcErr == nil && r.ProcessesPerGiB > 0 {
 			fmt.Fprintf(w, "  ratio snapshots/processes per GiB: %.1fx\n", r.SnapshotsPerGiB/r.ProcessesPerGiB)
@@ -120,58 +134,59 @@ func densityMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 func mib(b int64) string { return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20)) }
 
 // fillUntil runs distinct actions on s, a batch at a time, until measure reports at
-// least budget bytes or max instances. measure returns the bytes of each instance.
+// least budget bytes or max instances. measure returns the bytes of each instance and
+// the total footprint of all of them.
 func fillUntil(ctx context.Context, c *commonFlags, s *sut, prefix string, budget int64, max int, timeout time.Duration, stderr io.Writer,
-	measure func() ([]int64, error)) ([]int64, error) {
+	measure func() ([]int64, int64, error)) ([]int64, int64, error) {
 	d, err := newDriver(ctx, s, c.logger(stderr))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer d.Close()
 	params, _ := json.Marshal(map[string]any{"spin": 0})
 	deadline := time.Now().Add(timeout)
 	const batch = 10
 	var per []int64
+	var total int64
 	for n := 0; ; n += batch {
+		t0 := time.Now()
 		k := min(batch, max-n)
 		if k <= 0 {
 			break
 		}
 		actions, err := createActions(ctx, s.Store, c.kind, fmt.Sprintf("%s-%d", prefix, n), k, c.memoryMB)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		idx := make([]int, k)
 		for i := range idx {
 			idx[i] = i
 		}
-		samples, err := d.runLoad(ctx, actions, idx, params, loadSpec{Parallel: 2, Timeout: time.Until(deadline)})
+		samples, err := d.runLoad(ctx, actions, idx, params, loadSpec{Parallel: 2, Timeout: time.Until(deadline), Linger: time.Millisecond})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		for _, sm := range samples {
 			if sm.Status != 0 {
-				return nil, fmt.Errorf("activation %s of %s failed with status %d", sm.ID, sm.Action, sm.Status)
+				return nil, 0, fmt.Errorf("activation %s of %s failed with status %d", sm.ID, sm.Action, sm.Status)
 			}
 		}
-		if per, err = measure(); err != nil {
-			return nil, err
+		if per, total, err = measure(); err != nil {
+			return nil, 0, err
 		}
-		var total int64
-		for _, b := range per {
-			total += b
-		}
-		if isTerminal(stderr) {
+		if c.verbose {
+			fmt.Fprintf(stderr, "%s: %d activations, %d instances, %s of %s, batch took %v\n", prefix, n+k, len(per), mib(total), mib(budget), time.Since(t0).Round(time.Millisecond))
+		} else if isTerminal(stderr) {
 			fmt.Fprintf(stderr, "\r%d instances, %s of %s ", len(per), mib(total), mib(budget))
 		}
 		if total >= budget || time.Now().After(deadline) {
 			break
 		}
 	}
-	if isTerminal(stderr) {
+	if isTerminal(stderr) && !c.verbose {
 		fmt.Fprintln(stderr)
 	}
-	return per, nil
+	return per, total, nil
 }
 
 func processDensity(ctx context.Context, c *commonFlags, budget int64, max int, timeout time.Duration, r *densityResult, stderr io.Writer) error {
@@ -196,21 +211,23 @@ func processDensity(ctx context.Context, c *commonFlags, budget int64, max int, 
 	}
 	defer s.Close()
 	var pss, rss []int64
-	measure := func() ([]int64, error) {
+	measure := func() ([]int64, int64, error) {
 		ms, err := childMem()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		pss, rss = pss[:0], rss[:0]
+		var total int64
 		for _, m := range ms {
 			if !old[m.PID] {
 				pss = append(pss, m.PSS)
 				rss = append(rss, m.RSS)
+				total += m.PSS
 			}
 		}
-		return pss, nil
+		return pss, total, nil
 	}
-	per, err := fillUntil(ctx, c, s, "lt-density-process-"+newActivationID()[:8], budget, max, timeout, stderr, measure)
+	per, total, err := fillUntil(ctx, c, s, "lt-density-process-"+newActivationID()[:8], budget, max, timeout, stderr, measure)
 	if err != nil {
 		return fmt.Errorf("processes: %w", err)
 	}
@@ -218,9 +235,7 @@ func processDensity(ctx context.Context, c *commonFlags, budget int64, max int, 
 		return errors.New("processes: no idle process found under this one")
 	}
 	r.Processes = len(per)
-	for _, b := range per {
-		r.ProcPSS += b
-	}
+	r.ProcPSS = total
 	r.ProcPSSP50, r.ProcRSSP50 = median(per), median(rss)
 	r.ProcessesPerGiB = float64(r.Processes) * gib / float64(r.ProcPSS)
 	return nil
@@ -231,21 +246,22 @@ func snapshotDensity(ctx context.Context, c *commonFlags, budget int64, max int,
 	if err != nil || t.SnapshotBytes == nil {
 		return fmt.Errorf("%w: needs the seuss target's function-snapshot cache (package snapshots), not built yet", errUnavailable)
 	}
-	// The cache must hold more than the budget, or eviction would stop it filling.
+	// The cache must not evict while it fills: its own budget counts every page of
+	// every snapshot, shared or not, so it is set far above the footprint measured.
 	o := c.stackOptions(stderr)
-	o.CacheBytes = 2*budget + 64<<20
+	o.CacheBytes = 1 << 40
 	s, err := startInProcess(ctx, t, o)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	measure := func() ([]int64, error) {
+	measure := func() ([]int64, int64, error) {
 		if w, ok := s.Exec.inner.(snapshotWaiter); ok {
 			w.WaitSnapshots()
 		}
 		return t.SnapshotBytes(s.Exec.inner)
 	}
-	per, err := fillUntil(ctx, c, s, "lt-density-seuss-"+newActivationID()[:8], budget, max, timeout, stderr, measure)
+	per, total, err := fillUntil(ctx, c, s, "lt-density-seuss-"+newActivationID()[:8], budget, max, timeout, stderr, measure)
 	if err != nil {
 		return fmt.Errorf("function snapshots: %w", err)
 	}
@@ -253,9 +269,7 @@ func snapshotDensity(ctx context.Context, c *commonFlags, budget int64, max int,
 		return errors.New("function snapshots: the cache reports no snapshots")
 	}
 	r.Snapshots = len(per)
-	for _, b := range per {
-		r.SnapBytes += b
-	}
+	r.SnapBytes = total
 	r.SnapBytesP50 = median(per)
 	r.SnapshotsPerGiB = float64(r.Snapshots) * gib / float64(r.SnapBytes)
 	return nil

@@ -192,7 +192,7 @@ func deployOn(ctx context.Context, c *commonFlags, t *target, n int, timeout tim
 		w.WaitSnapshots()
 	}
 	if mem != nil && t.SnapshotBytes != nil {
-		if b, err := t.SnapshotBytes(s.Exec.inner); err == nil && len(b) > 0 {
+		if b, _, err := t.SnapshotBytes(s.Exec.inner); err == nil && len(b) > 0 {
 			mem["function_snapshot_private_kib_p50"] = num(float64(median(b)) / 1024)
 		}
 	}

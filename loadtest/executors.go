@@ -36,9 +36,11 @@ type target struct {
 	// measures W by dropping hot instances between runs.
 	Snapshots bool
 	// SnapshotBytes, for executors with a function-snapshot cache, returns the bytes
-	// each cached function snapshot holds of its own (private pages and state, not what
-	// it shares with the runtime snapshot); density fills the cache with it.
-	SnapshotBytes func(e activation.Executor) ([]int64, error)
+	// each cached function snapshot holds of its own (pages no other snapshot has, and
+	// its state), and the cache's whole footprint (every stored page once, plus the
+	// states): shared pages count once, as PSS counts them for processes. density
+	// fills the cache until the footprint reaches its budget.
+	SnapshotBytes func(e activation.Executor) (own []int64, total int64, err error)
 	// LiveBytes returns the private bytes of each live (hot or running) instance, for
 	// deploy's live_uc_private_kib_p50; nil for executors that are not UCs.
 	LiveBytes func(e activation.Executor) ([]int64, error)

@@ -401,13 +401,13 @@ func withTargets(t *testing.T) {
 	saveTargets(t)
 	register(target{Name: "process", New: newProcess})
 	register(target{Name: "seuss", New: newProcess, Snapshots: true,
-		SnapshotBytes: func(e activation.Executor) ([]int64, error) {
+		SnapshotBytes: func(e activation.Executor) ([]int64, int64, error) {
 			n := e.(*process.Executor).Stats().Idle
 			out := make([]int64, n)
 			for i := range out {
 				out[i] = 300 << 10
 			}
-			return out, nil
+			return out, int64(n) * 400 << 10, nil
 		}})
 	register(target{Name: "boot", New: newProcess})
 }

@@ -33,6 +33,9 @@ type targetResult struct {
 	OverheadKafkaHP50  float64 // ms: the same from the message being in Kafka
 	InvokerOverheadP50 float64 // ms: H-path executor time minus the function's own time (in-process)
 	HasOverhead        bool
+	// CaptureDrain is how long after the last ack the executor's background snapshot
+	// captures were all stored (0: none pending, or no such executor).
+	CaptureDrain time.Duration
 }
 
 func summarize(target string, samples []*sample, strays int, err error) *targetResult {
@@ -191,6 +194,9 @@ func writeTable(w io.Writer, scenario string, rs []*targetResult) {
 		by[r.Target] = r
 		if r.Err != nil {
 			fmt.Fprintf(w, "%s: %v\n", r.Target, r.Err)
+		}
+		if r.CaptureDrain > 0 {
+			fmt.Fprintf(w, "%s: background snapshot captures were all stored %v after the last ack\n", r.Target, r.CaptureDrain.Round(time.Millisecond))
 		}
 	}
 	for _, base := range []string{"boot", "process"} {

@@ -151,7 +151,13 @@ func runTarget(ctx context.Context, f *runFlags, t *target, name, runID string, 
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
+	defer func() {
+		t0 := time.Now()
+		s.Close()
+		if f.verbose {
+			fmt.Fprintf(stderr, "%s: stack closed in %v\n", name, time.Since(t0).Round(time.Millisecond))
+		}
+	}()
 	prefix := fmt.Sprintf("lt-%s-%s-%s", f.scenario, t.Name, runID)
 	actions, err := createActions(ctx, s.Store, f.kind, prefix, nActions, f.memoryMB)
 	if err != nil {
@@ -172,7 +178,18 @@ func runTarget(ctx context.Context, f *runFlags, t *target, name, runID string, 
 	d.mu.Lock()
 	strays := d.strays
 	d.mu.Unlock()
-	return summarize(name, samples, strays, runErr), nil
+	r := summarize(name, samples, strays, runErr)
+	// Captures that run after the acks are work the throughput figure does not show:
+	// say how long they kept going.
+	if s.Exec != nil {
+		if w, ok := s.Exec.inner.(snapshotWaiter); ok {
+			w.WaitSnapshots()
+			if !r.End.IsZero() {
+				r.CaptureDrain = time.Since(r.End)
+			}
+		}
+	}
+	return r, nil
 }
 
 // progressBar returns a Progress func drawing "name [#####.....] k/n" on w.

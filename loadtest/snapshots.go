@@ -33,10 +33,25 @@ func newSnapshots(noSnapshots bool) func(context.Context, execOptions) (activati
 	}
 }
 
-func snapshotBytes(e activation.Executor) ([]int64, error) {
+// snapshotBytes: each function snapshot's own bytes (Entry.PrivateBytes: its unshared
+// pages and its state file) and the cache's footprint: the page store's live pages
+// (function pages only, each stored once) plus every function state file.
+func snapshotBytes(e activation.Executor) ([]int64, int64, error) {
 	x := e.(*snapshots.Executor)
 	x.WaitSnapshots()
-	return x.FunctionSnapshotBytes(), nil
+	st := x.Store()
+	if st == nil {
+		return nil, 0, nil
+	}
+	var own []int64
+	total := st.Pages().Stats().LiveBytes
+	for _, en := range st.List() {
+		if en.Type == snapshots.TypeFunction {
+			own = append(own, en.PrivateBytes)
+			total += en.StateBytes
+		}
+	}
+	return own, total, nil
 }
 
 func liveBytes(e activation.Executor) ([]int64, error) {
