@@ -77,6 +77,22 @@ func TestNodeScript(t *testing.T) {
 	t.Logf("%d exits, wall %v", res.Stats.Exits, res.Stats.Wall)
 }
 
+// TestNodeSignal: process.kill of itself reaches the JS handler (libuv's signal pipe), and
+// SIGTERM without one ends the UC with 143, as on the host.
+func TestNodeSignal(t *testing.T) {
+	requireKVM(t)
+	requireHostNode(t)
+	script := "process.on('SIGUSR1', () => console.log('got SIGUSR1')); process.kill(process.pid, 'SIGUSR1'); setTimeout(() => console.log('after'), 50)"
+	res, out, _ := runUC(t, Config{Root: "/", Timeout: time.Minute}, "/usr/bin/node", "-e", script)
+	if res.Status != 0 || out != "got SIGUSR1\nafter\n" {
+		t.Fatalf("status %d err %v output %q", res.Status, res.Err, out)
+	}
+	res, _, _ = runUC(t, Config{Root: "/", Timeout: time.Minute}, "/usr/bin/node", "-e", "process.kill(process.pid, 'SIGTERM')")
+	if res.Status != 143 {
+		t.Fatalf("SIGTERM: status %d err %v", res.Status, res.Err)
+	}
+}
+
 // TestNodeAbort: abort() (raise SIGABRT with threads around) ends the UC with 128+6.
 func TestNodeAbort(t *testing.T) {
 	requireKVM(t)

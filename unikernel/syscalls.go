@@ -79,9 +79,6 @@ var syscallTable = map[uint64]handler{
 	unix.SYS_CLOCK_GETRES:      sysClockGetres,
 	unix.SYS_CLOCK_NANOSLEEP:   sysClockNanosleep,
 	unix.SYS_EXIT_GROUP:        sysExitGroup,
-	unix.SYS_TGKILL:            sysTgkill,
-	unix.SYS_TKILL:             sysTkill,
-	unix.SYS_KILL:              sysKill,
 	unix.SYS_OPENAT:            sysOpenat,
 	unix.SYS_MKDIRAT:           sysMkdirat,
 	unix.SYS_NEWFSTATAT:        sysNewfstatat,
@@ -1276,56 +1273,6 @@ func sysSigaltstack(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
 		}
 	}
 	return 0, 0
-}
-
-// sigDefaultTerminates reports whether the guest has no handler for sig.
-func (k *Kernel) sigHandled(sig uint64) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	h := binary.LittleEndian.Uint64(k.sigactions[sig][:8])
-	return h > 1 // neither SIG_DFL (0) nor SIG_IGN (1)
-}
-
-func (k *Kernel) signalSelf(t sysThread, sig uint64) (uint64, unix.Errno) {
-	if sig == 0 {
-		return 0, 0
-	}
-	if sig > 64 {
-		return 0, unix.EINVAL
-	}
-	k.mu.Lock()
-	h := binary.LittleEndian.Uint64(k.sigactions[sig][:8])
-	k.mu.Unlock()
-	if h == 1 {
-		return 0, 0 // ignored
-	}
-	// No signal delivery yet: default action (terminate) even when a handler exists.
-	st := t.state()
-	st.exiting = true
-	st.exitStatus = 128 + int(sig)
-	k.exitGroup(128 + int(sig))
-	return 0, 0
-}
-
-func sysTgkill(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
-	if int(a[0]) != k.pid || int(a[1]) != t.TID() {
-		return 0, unix.ESRCH
-	}
-	return k.signalSelf(t, a[2])
-}
-
-func sysTkill(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
-	if int(a[0]) != t.TID() {
-		return 0, unix.ESRCH
-	}
-	return k.signalSelf(t, a[1])
-}
-
-func sysKill(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
-	if int32(a[0]) != int32(k.pid) && int32(a[0]) != 0 {
-		return 0, unix.ESRCH
-	}
-	return k.signalSelf(t, a[1])
 }
 
 // --- process and thread ---

@@ -51,3 +51,24 @@ func TestBusyThreadStopped(t *testing.T) {
 		t.Fatalf("status %d err %v output %q", res.Status, res.Err, out)
 	}
 }
+
+// TestSignalsInUC runs testdata/signals.c: handlers with siginfo, kill to self, blocked
+// then unblocked, a signal raised in a handler, the alternate stack, ignored signals,
+// SA_RESETHAND; then a default-action SIGTERM ends the UC with 143.
+func TestSignalsInUC(t *testing.T) {
+	requireKVM(t)
+	root := testRoot(t, "signals")
+	res, out, _ := runUC(t, Config{Root: root, Timeout: time.Minute}, "/signals")
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "FAIL") {
+			t.Error(line)
+		}
+	}
+	if res.Status != 0 || res.Err != nil || !strings.Contains(out, "done 0") {
+		t.Fatalf("status %d, err %v, output:\n%s", res.Status, res.Err, out)
+	}
+	res, out, _ = runUC(t, Config{Root: root, Timeout: time.Minute}, "/signals", "term")
+	if res.Status != 143 || res.Err != nil || strings.Contains(out, "still here") {
+		t.Fatalf("term: status %d err %v output %q", res.Status, res.Err, out)
+	}
+}
