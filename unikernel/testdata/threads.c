@@ -118,6 +118,15 @@ static void *late_writer(void *arg) {
 	return 0;
 }
 
+// Clock across vCPUs: a thread created late reads the clock, then main reads it.
+static struct timespec thread_ts;
+static void *clock_reader(void *arg) {
+	clock_gettime(CLOCK_MONOTONIC, &thread_ts);
+	return 0;
+}
+
+static long ts_ns(struct timespec t) { return t.tv_sec * 1000000000L + t.tv_nsec; }
+
 static void *idle(void *arg) {
 	pause();
 	return 0;
@@ -323,6 +332,36 @@ int main(int argc, char **argv) {
 	void *spins;
 	pthread_join(sp, &spins);
 	CHECK("preempt-busy-thread", spins != 0);
+
+	// Clocks (the vDSO): monotonic never goes back, also across a time-page refresh
+	// (every second, at a system call), and agrees with sleeps and other threads.
+	struct timespec c0, c1, prev;
+	clock_gettime(CLOCK_MONOTONIC, &c0);
+	prev = c0;
+	int backwards = 0;
+	long iters = 0;
+	do {
+		clock_gettime(CLOCK_MONOTONIC, &c1);
+		if (ts_ns(c1) < ts_ns(prev))
+			backwards++;
+		prev = c1;
+		if (++iters % 4096 == 0)
+			getppid(); // an exit: lets the VMM refresh the time page
+	} while (ts_ns(c1) - ts_ns(c0) < 1200000000L);
+	CHECK("clock-monotonic", backwards == 0);
+	clock_gettime(CLOCK_MONOTONIC, &c0);
+	msleep(100);
+	clock_gettime(CLOCK_MONOTONIC, &c1);
+	CHECK("clock-vs-nanosleep", ts_ns(c1) - ts_ns(c0) >= 99000000L && ts_ns(c1) - ts_ns(c0) < 5000000000L);
+	struct timespec rt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	long tnow = time(0);
+	CHECK("clock-realtime-vs-time", rt.tv_sec - tnow <= 1 && tnow - rt.tv_sec <= 1 && rt.tv_sec > 1700000000L);
+	pthread_t cr;
+	pthread_create(&cr, 0, clock_reader, 0);
+	pthread_join(cr, 0);
+	clock_gettime(CLOCK_MONOTONIC, &c1);
+	CHECK("clock-across-threads", ts_ns(c1) >= ts_ns(thread_ts));
 
 	printf("done %d\n", fails);
 	return fails;
