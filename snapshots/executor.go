@@ -268,7 +268,7 @@ func (e *Executor) retire(inst *instance) {
 	e.recycles.Add(1)
 	go func() {
 		defer e.recycles.Done()
-		inst.uc.Close()
+		inst.stop()
 		rt := inst.rt
 		vm, err := inst.uc.RecycleVM(func(g *unikernel.GuestMemory, dirty [][2]uint64) error {
 			return resetToRuntime(g, rt, dirty)

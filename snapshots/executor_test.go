@@ -3,6 +3,7 @@ package snapshots
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -322,5 +323,41 @@ func TestPathsNode(t *testing.T) {
 	t.Logf("memory: %+v", m)
 	if m.LiveUCs != 1 || m.LiveSharedBytes <= 0 || m.LivePrivateBytes <= 0 || m.FunctionSnapshots != 1 || m.RuntimeSnapshots != 1 {
 		t.Fatalf("memory picture %+v", m)
+	}
+}
+
+// TestConcurrent: parallel activations of a few actions, as the invoker sends them; every
+// answer is right whatever path it took, and the budget holds.
+func TestConcurrent(t *testing.T) {
+	e := newExec(t, Config{SnapshotDir: t.TempDir(), MemoryBudgetMB: 4 * 256, IdleTTL: time.Minute})
+	defer e.Close()
+	errs := make(chan error, 64)
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			for i := 0; i < 6; i++ {
+				j := pyJob(fmt.Sprint("c", (g+i)%3), counterPy, "1")
+				out, err := e.Run(context.Background(), j)
+				if err == nil && (out.RunStatus != 200 || !strings.Contains(string(out.RunResponse), `"name": "c`)) {
+					err = fmt.Errorf("%s: %s %v", out.Path, out.RunResponse, out.Err)
+				}
+				if errors.Is(err, ErrNoCapacity) {
+					err = nil // four busy UCs fill the budget: the invoker would hold the message
+				}
+				if i%2 == 1 {
+					e.DropIdle()
+				}
+				errs <- err
+			}
+		}(g)
+	}
+	for i := 0; i < 24; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	st := e.Stats()
+	t.Logf("paths %v", st.Paths)
+	if st.ReservedMB > 4*256 {
+		t.Fatalf("reserved %d MB", st.ReservedMB)
 	}
 }

@@ -25,8 +25,9 @@ type instance struct {
 	replies *replyWriter // fd 3
 	logs    *collector
 
-	exited chan struct{} // closed when the UC has ended
-	result unikernel.Result
+	exited  chan struct{} // closed when the UC has ended (after start)
+	started bool
+	result  unikernel.Result
 
 	// parent is the runtime snapshot it was restored from (C: its function snapshot is a
 	// diff over it); nil for booted and W instances.
@@ -62,6 +63,7 @@ func (inst *instance) start() error {
 	if err := inst.uc.Start(); err != nil {
 		return err
 	}
+	inst.started = true
 	go func() {
 		res, _ := inst.uc.Wait(context.Background())
 		inst.result = res
@@ -72,11 +74,20 @@ func (inst *instance) start() error {
 	return nil
 }
 
-// close ends the UC and releases its VM.
-func (inst *instance) close() {
+// stop ends the UC and waits until its watcher has taken the result (which reads guest
+// memory's accounting: the VM must outlive it).
+func (inst *instance) stop() {
 	if inst.uc != nil {
 		inst.uc.Close()
 	}
+	if inst.started {
+		<-inst.exited
+	}
+}
+
+// close ends the UC and releases its VM.
+func (inst *instance) close() {
+	inst.stop()
 	if inst.vm != nil {
 		inst.vm.Close()
 	}
