@@ -179,14 +179,13 @@ func runTarget(ctx context.Context, f *runFlags, t *target, name, runID string, 
 	strays := d.strays
 	d.mu.Unlock()
 	r := summarize(name, samples, strays, runErr)
-	// Captures that run after the acks are work the throughput figure does not show:
-	// say how long they kept going.
+	// Captures still running after the run (and its linger for duplicate acks) are
+	// work the throughput figure does not show: say how long they kept going.
 	if s.Exec != nil {
 		if w, ok := s.Exec.inner.(snapshotWaiter); ok {
+			t0 := time.Now()
 			w.WaitSnapshots()
-			if !r.End.IsZero() {
-				r.CaptureDrain = time.Since(r.End)
-			}
+			r.CaptureDrain = time.Since(t0)
 		}
 	}
 	return r, nil
