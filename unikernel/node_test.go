@@ -93,6 +93,18 @@ func TestNodeSignal(t *testing.T) {
 	}
 }
 
+// TestNodeProcessInfo: process.memoryUsage, cpuUsage, resourceUsage and the os module's
+// figures work from the UC's /proc files and calls (one CPU, the memory limit).
+func TestNodeProcessInfo(t *testing.T) {
+	requireKVM(t)
+	requireHostNode(t)
+	script := "const os = require('os'); console.log(process.memoryUsage().rss > 0, process.cpuUsage().user >= 0, process.resourceUsage().maxRSS > 0, os.loadavg().length, os.uptime() >= 0, os.freemem() > 0, os.cpus().length, os.totalmem())"
+	res, out, errOut := runUC(t, Config{Root: "/", Timeout: time.Minute, Memory: 256 << 20}, "/usr/bin/node", "-e", script)
+	if res.Status != 0 || out != "true true true 3 true true 1 268435456\n" {
+		t.Fatalf("status %d err %v output %q\n%s", res.Status, res.Err, out, errOut)
+	}
+}
+
 // TestNodeAbort: abort() (raise SIGABRT with threads around) ends the UC with 128+6.
 func TestNodeAbort(t *testing.T) {
 	requireKVM(t)

@@ -509,7 +509,11 @@ func (k *Kernel) open(raw, clean string, flags int, mode uint32) (int, unix.Errn
 	case mountDev:
 		f = &devFile{name: rel}
 	case mountProc:
-		return -1, unix.ENOENT
+		pf, e := k.openProc(clean, flags)
+		if e != 0 {
+			return -1, e
+		}
+		f = pf
 	default:
 		if writing || flags&unix.O_TRUNC != 0 {
 			if _, e := k.root.stat(raw, false); e != 0 && e != unix.ENOENT {
@@ -551,7 +555,7 @@ func (k *Kernel) statPath(raw, clean string, nofollow bool) (unix.Stat_t, unix.E
 	case mountDev:
 		return (&devFile{name: rel}).stat()
 	case mountProc:
-		return unix.Stat_t{}, unix.ENOENT
+		return k.statProc(clean)
 	}
 	return k.root.stat(raw, nofollow)
 }
