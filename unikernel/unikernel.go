@@ -5,12 +5,16 @@
 // The package owns the VM and vCPUs (through gokvm's kvm package plus the ioctls it lacks),
 // the static guest set-up (identity page tables, GDT, TSS with an I/O bitmap that admits only
 // the system-call port, IDT, the entry stub), the ELF loader, and the library OS: memory
-// map, descriptors, a read-only root served from a host directory, an in-memory /tmp, time,
-// futexes. It knows nothing of OpenWhisk, snapshots or pools; those build on VM (a reusable
+// map, descriptors, a read-only root served from a host directory, an in-memory /tmp, a few
+// generated /proc files (proc.go), threads (clone.go), futexes (futex.go), epoll, eventfd,
+// poll and socketpairs (epoll.go), self-sent signals (signal.go), and time without exits
+// through a vDSO and a time page (vdso.go). It knows nothing of OpenWhisk, snapshots or pools; those build on VM (a reusable
 // shell created ahead of time), UC (its lifecycle) and the plain state structs.
 //
 // Threads: one vCPU per guest thread, driven by a goroutine locked to an OS thread that
-// loops on KVM_RUN. A system call costs one KVM_RUN (KVM_CAP_SYNC_REGS): the guest's
+// loops on KVM_RUN (clone.go says why not several threads per vCPU: the host scheduler
+// then preempts busy guest threads, and a blocked thread costs a parked OS thread). A
+// system call costs one KVM_RUN (KVM_CAP_SYNC_REGS): the guest's
 // `syscall` lands in a stub that writes SyscallPort; the handler runs in Go on that goroutine
 // and may block there, so "every thread is inside a system call" is the natural quiescent
 // point for a snapshot.
@@ -19,7 +23,8 @@
 //
 //	[0, 2 MiB)           system area, supervisor-only 4 KiB pages (page 0 unmapped):
 //	                     page tables, GDT, IDT, exception stubs, TSS + I/O bitmap,
-//	                     exception stack; the syscall stub page is user read-only
+//	                     exception stack; user read-only: the syscall stub page, the
+//	                     time page (0x60000) and the vDSO (0x61000, 2 pages)
 //	[2 MiB, ...)         ET_EXEC images at their addresses; ET_DYN programs at 16 MiB;
 //	                     the brk heap after the program
 //	[..., size-8 MiB)    mmap area, allocated top-down (ld.so, libraries, anonymous memory)
