@@ -191,9 +191,10 @@ func (t *Thread) syscall(run *runMap) {
 		return
 	}
 	mode := t.detectMode()
+	site := r.RCX // before dispatch: signal delivery and rt_sigreturn rewrite RCX
 	r.RAX = uc.k.dispatch(t, r.RAX, &a)
 	if !uc.cfg.NoSyscallPatching {
-		t.patchSite(r.RCX)
+		t.patchSite(site)
 	}
 	if mode == ModePVM {
 		// `syscall` stayed at CPL3: return to the caller ourselves.
