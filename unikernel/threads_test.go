@@ -1,6 +1,7 @@
 package unikernel
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +71,32 @@ func TestSignalsInUC(t *testing.T) {
 	res, out, _ = runUC(t, Config{Root: root, Timeout: time.Minute}, "/signals", "term")
 	if res.Status != 143 || res.Err != nil || strings.Contains(out, "still here") {
 		t.Fatalf("term: status %d err %v output %q", res.Status, res.Err, out)
+	}
+}
+
+// TestPythonAsyncio: asyncio's event loop (epoll, its socketpair self-pipe) with executor
+// threads and timers, in a UC.
+func TestPythonAsyncio(t *testing.T) {
+	requireKVM(t)
+	if _, err := os.Stat(hostPython); err != nil {
+		t.Skip("skipped: no " + hostPython)
+	}
+	script := `
+import asyncio, socket
+async def main():
+    loop = asyncio.get_running_loop()
+    print("executor", await loop.run_in_executor(None, sum, [1, 2, 3]))
+    a, b = socket.socketpair()
+    r, w = await asyncio.open_connection(sock=a)
+    b.sendall(b"line\n")
+    print("stream", await r.readline())
+    print(await asyncio.gather(*(asyncio.sleep(0.01 * (3 - i), result=i) for i in range(3))))
+    w.close()
+    b.close()
+asyncio.run(main())
+`
+	res, out, errOut := runUC(t, Config{Root: "/", Timeout: time.Minute}, hostPython, "-c", script)
+	if want := "executor 6\nstream b'line\\n'\n[0, 1, 2]\n"; res.Status != 0 || out != want {
+		t.Fatalf("status %d err %v output %q, want %q\n%s", res.Status, res.Err, out, want, errOut)
 	}
 }
