@@ -103,8 +103,8 @@ type Executor struct {
 	roots   map[string]*runtimes.Root
 	kindMu  map[string]*sync.Mutex
 
-	captures sync.WaitGroup
-	recycles sync.WaitGroup
+	captures inflight
+	recycles inflight
 	// pending holds the function snapshots being stored, by id: a deploy of the same
 	// action waits for it (briefly) and takes W instead of a second C.
 	pendingMu sync.Mutex
@@ -191,8 +191,8 @@ func (e *Executor) Close() error {
 	for _, inst := range all {
 		inst.close()
 	}
-	e.captures.Wait()
-	e.recycles.Wait()
+	e.captures.wait()
+	e.recycles.wait()
 	e.shells.close()
 	var err error
 	if e.store != nil {
@@ -254,8 +254,8 @@ func (e *Executor) FunctionSnapshotBytes() []int64 {
 // WaitSnapshots waits until function snapshots being written are stored and idle VMs
 // being recycled are back in the pool.
 func (e *Executor) WaitSnapshots() {
-	e.captures.Wait()
-	e.recycles.Wait()
+	e.captures.wait()
+	e.recycles.wait()
 }
 
 // retire ends an idle instance: its VM is recycled for its runtime snapshot when it
@@ -265,9 +265,9 @@ func (e *Executor) retire(inst *instance) {
 		inst.close()
 		return
 	}
-	e.recycles.Add(1)
+	e.recycles.add()
 	go func() {
-		defer e.recycles.Done()
+		defer e.recycles.done()
 		inst.stop()
 		rt := inst.rt
 		vm, err := inst.uc.RecycleVM(func(g *unikernel.GuestMemory, dirty [][2]uint64) error {
@@ -332,7 +332,7 @@ func (e *Executor) DropIdle() int {
 	}
 	// Synchronous: whoever drops idle UCs (benchmarks forcing W) wants the recycled VMs
 	// back in the pool before the next activation.
-	e.recycles.Wait()
+	e.recycles.wait()
 	return len(all)
 }
 
@@ -701,9 +701,9 @@ func (e *Executor) captureFunction(ctx context.Context, inst *instance, job *act
 	e.pendingMu.Lock()
 	e.pending[h.ID] = done
 	e.pendingMu.Unlock()
-	e.captures.Add(1)
+	e.captures.add()
 	go func() {
-		defer e.captures.Done()
+		defer e.captures.done()
 		if _, err := e.store.PutFunction(h, parent, st, pending); err != nil {
 			e.log.Warn("snapshots: function snapshot not stored", "action", job.Key.FQN, "err", err)
 		}

@@ -247,3 +247,38 @@ func mapRuntime(g *unikernel.GuestMemory, rt *RuntimeSnapshot) error {
 	}
 	return nil
 }
+
+// inflight counts background jobs (snapshot writes, VM recycling). Unlike a WaitGroup,
+// jobs may start while someone waits (activations never stop arriving).
+type inflight struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	n    int
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	f.n--
+	if f.n == 0 && f.cond != nil {
+		f.cond.Broadcast()
+	}
+	f.mu.Unlock()
+}
+
+// wait returns once no job is running.
+func (f *inflight) wait() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cond == nil {
+		f.cond = sync.NewCond(&f.mu)
+	}
+	for f.n > 0 {
+		f.cond.Wait()
+	}
+}
