@@ -255,6 +255,12 @@ func snapshotDensity(ctx context.Context, c *commonFlags, budget int64, max int,
 		return err
 	}
 	defer s.Close()
+	if c.verbose {
+		debugUsage = func(used, budget int64, n int) {
+			fmt.Fprintf(stderr, "cache accounting: %d function snapshots, %s counted against a budget of %s\n", n, mib(used), mib(budget))
+		}
+		defer func() { debugUsage = nil }()
+	}
 	measure := func() ([]int64, int64, error) {
 		if w, ok := s.Exec.inner.(snapshotWaiter); ok {
 			w.WaitSnapshots()

@@ -51,8 +51,15 @@ func snapshotBytes(e activation.Executor) ([]int64, int64, error) {
 			total += en.StateBytes
 		}
 	}
+	if used, budget, n := st.Usage(); debugUsage != nil {
+		debugUsage(used, budget, n)
+	}
 	return own, total, nil
 }
+
+// debugUsage, when set (density -v), is told the cache's own accounting: the bytes
+// its eviction budget counts, the budget and the number of function snapshots.
+var debugUsage func(used, budget int64, n int)
 
 func liveBytes(e activation.Executor) ([]int64, error) {
 	return e.(*snapshots.Executor).LivePrivateBytes(), nil
