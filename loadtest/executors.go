@@ -11,20 +11,16 @@ import (
 )
 
 // The executors a run can target, by name. The process baseline is registered below;
-// the UC executor registers "seuss" (snapshots on) and "boot" (snapshots off) with one
-// line each once package snapshots provides them, e.g. in a file snapshots.go:
+// the UC executor (package snapshots) registers "seuss" (snapshots on) and "boot"
+// (snapshots off) with one line each, in snapshots.go. A new executor plugs in the same
+// way: a New func, plus, for deploy's W samples, DropIdle() int on the executor (end
+// the hot instances, keep the function snapshots) and, for density, SnapshotBytes.
 //
-//	func init() {
-//		register(target{Name: "seuss", Snapshots: true, New: newSnapshots(true), SnapshotBytes: snapshotBytes})
-//		register(target{Name: "boot", New: newSnapshots(false)})
-//	}
-//
-// where newSnapshots returns a New func (below) and snapshotBytes reads the function
-// snapshot cache's accounting. For deploy's W samples, the seuss executor should also
-// have DropIdle() int (end the hot UCs, keep the function snapshots), as
-// process.Executor does. Until then those names are "planned": they are listed, and
-// choosing one says clearly that it is not available yet. The stand-in tests
-// (TestCompareWithStandIns, TestDeployAndDensityWithStandIns) exercise that plumbing.
+// seuss and boot are also registered here as "planned", so that a build without
+// snapshots.go lists them and says clearly that they are not available yet; a planned
+// entry never replaces an available one, whatever order the files' init functions run
+// in. The stand-in tests (TestCompareWithStandIns, TestDeployAndDensityWithStandIns)
+// exercise the plumbing independently of the UC executor.
 var targets = map[string]*target{}
 
 // target is one executor the load generator can run a workload against.
@@ -69,8 +65,14 @@ type dropper interface{ DropIdle() int }
 // before forcing W or counting the cache.
 type snapshotWaiter interface{ WaitSnapshots() }
 
-// register adds t, replacing a planned entry of the same name.
-func register(t target) { targets[t.Name] = &t }
+// register adds t, replacing a planned entry of the same name; a planned t never
+// replaces an available one.
+func register(t target) {
+	if old := targets[t.Name]; old != nil && old.Unavailable == "" && t.Unavailable != "" {
+		return
+	}
+	targets[t.Name] = &t
+}
 
 // defaultTarget is what runs when no --target is given: seuss when it is available.
 const defaultTarget = "seuss"
