@@ -3,17 +3,29 @@
 # made them, in order. Output: docs/loadtest/*.txt (tables, with the load average before each)
 # and *.svg (plots). Bounded: a few minutes on 2 cores. Needs `make rootfs` for the seuss and
 # boot targets. Usage: loadtest/figures.sh [bin/loadtest]
+# The binary is built from a clean export of HEAD (so every figure names the commit it
+# measured), or from the working tree with FROM=worktree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LT=${1:-bin/loadtest}
+LT=$(realpath -m "${1:-bin/loadtest}")
+mkdir -p "$(dirname "$LT")"
 OUT=docs/loadtest
 mkdir -p "$OUT"
-go build -o "$LT" ./loadtest
+if [ "${FROM:-head}" = worktree ]; then
+	go build -o "$LT" ./loadtest
+	BUILT="the working tree at $(git rev-parse --short HEAD) + $(git status --porcelain -- '*.go' | wc -l) changed Go files"
+else
+	src=$(mktemp -d)
+	trap 'rm -rf "$src"' EXIT
+	git archive HEAD | tar -x -C "$src"
+	(cd "$src" && go build -o "$LT" ./loadtest)
+	BUILT="commit $(git rev-parse --short HEAD)"
+fi
 
 run() { # name, then the arguments
 	local name=$1; shift
 	echo "\$ loadtest $*" | tee "$OUT/$name.txt"
-	echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/$name.txt"
+	echo "# built from $BUILT; load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/$name.txt"
 	"$LT" "$@" 2>&1 | tee -a "$OUT/$name.txt"
 }
 
