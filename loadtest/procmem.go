@@ -7,7 +7,21 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
+
+// cpuTime is the CPU (user + system) used so far by this process and its reaped
+// children: with the in-process stack that is the broker, the invoker, UCs (threads of
+// this process) and the runtime processes (children), so a difference over a run is the
+// CPU the run cost, whatever else the machine was doing.
+func cpuTime() time.Duration {
+	var self, kids syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+}
 
 // procMem is one process's memory as the kernel accounts it (/proc/PID/smaps_rollup):
 // RSS counts every resident page it maps; PSS divides each shared page by the number of

@@ -36,6 +36,17 @@ type targetResult struct {
 	// CaptureDrain is how long the executor's background snapshot captures still ran
 	// after the run and its linger (0: none pending, or no such executor).
 	CaptureDrain time.Duration
+	// CPU is the CPU time the run cost this process and its children (in-process
+	// stacks only): from the first send until the stack was closed.
+	CPU time.Duration
+}
+
+// CPUPerActivation is CPU ms per acked activation, NaN when unknown.
+func (r *targetResult) CPUPerActivation() float64 {
+	if r.CPU <= 0 || r.Acked == 0 {
+		return math.NaN()
+	}
+	return ms(r.CPU) / float64(r.Acked)
 }
 
 func summarize(target string, samples []*sample, strays int, err error) *targetResult {
@@ -178,15 +189,15 @@ func fmtMS(f float64) string {
 func writeTable(w io.Writer, scenario string, rs []*targetResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(w, "scenario %s\n", scenario)
-	fmt.Fprintln(tw, "target\tsent\tacked\tfailed\tdup\tmissing\tthroughput/s\tp50 ms\tp90 ms\tp99 ms\tH\tW\tC\tB\tH overhead p50 ms\tfrom in-Kafka\texecutor-only\t")
+	fmt.Fprintln(tw, "target\tsent\tacked\tfailed\tdup\tmissing\tthroughput/s\tp50 ms\tp90 ms\tp99 ms\tH\tW\tC\tB\tH overhead p50 ms\tfrom in-Kafka\texecutor-only\tCPU ms/act\t")
 	for _, r := range rs {
 		over, overK, inv := "-", "-", "-"
 		if r.HasOverhead {
 			over, overK, inv = fmtMS(r.OverheadHP50), fmtMS(r.OverheadKafkaHP50), fmtMS(r.InvokerOverheadP50)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n",
 			r.Target, r.Sent, r.Acked, r.Failed, r.Duplicates, r.Missing, r.ThroughputPerS,
-			fmtMS(r.P50), fmtMS(r.P90), fmtMS(r.P99), r.Paths["H"], r.Paths["W"], r.Paths["C"], r.Paths["B"], over, overK, inv)
+			fmtMS(r.P50), fmtMS(r.P90), fmtMS(r.P99), r.Paths["H"], r.Paths["W"], r.Paths["C"], r.Paths["B"], over, overK, inv, fmtMS(r.CPUPerActivation()))
 	}
 	tw.Flush()
 	by := map[string]*targetResult{}
@@ -201,7 +212,11 @@ func writeTable(w io.Writer, scenario string, rs []*targetResult) {
 	}
 	for _, base := range []string{"boot", "process"} {
 		if s, b := by["seuss"], by[base]; s != nil && b != nil && b.ThroughputPerS > 0 {
-			fmt.Fprintf(w, "throughput seuss/%s = %.2fx\n", base, s.ThroughputPerS/b.ThroughputPerS)
+			fmt.Fprintf(w, "throughput seuss/%s = %.2fx", base, s.ThroughputPerS/b.ThroughputPerS)
+			if cs, cb := s.CPUPerActivation(), b.CPUPerActivation(); !math.IsNaN(cs) && !math.IsNaN(cb) && cs > 0 {
+				fmt.Fprintf(w, "; CPU per activation %s/seuss = %.2fx", base, cb/cs)
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }

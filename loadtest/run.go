@@ -146,16 +146,21 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // runTarget runs the workload against one target on a fresh system under test.
-func runTarget(ctx context.Context, f *runFlags, t *target, name, runID string, idx []int, nActions int, params json.RawMessage, ls loadSpec, stderr io.Writer) (*targetResult, error) {
+func runTarget(ctx context.Context, f *runFlags, t *target, name, runID string, idx []int, nActions int, params json.RawMessage, ls loadSpec, stderr io.Writer) (res *targetResult, err error) {
 	s, err := f.open(ctx, t, stderr)
 	if err != nil {
 		return nil, err
 	}
+	var cpu0 time.Duration
 	defer func() {
 		t0 := time.Now()
 		s.Close()
 		if f.verbose {
 			fmt.Fprintf(stderr, "%s: stack closed in %v\n", name, time.Since(t0).Round(time.Millisecond))
+		}
+		// After Close: the executor's processes have been reaped, so their CPU counts.
+		if res != nil && cpu0 > 0 {
+			res.CPU = cpuTime() - cpu0
 		}
 	}()
 	prefix := fmt.Sprintf("lt-%s-%s-%s", f.scenario, t.Name, runID)
@@ -171,6 +176,7 @@ func runTarget(ctx context.Context, f *runFlags, t *target, name, runID string, 
 	if f.progress || isTerminal(stderr) {
 		ls.Progress = progressBar(stderr, name)
 	}
+	cpu0 = cpuTime()
 	samples, runErr := d.runLoad(ctx, actions, idx, params, ls)
 	if ls.Progress != nil && int(d.acked.Load()) < len(idx) {
 		fmt.Fprintln(stderr)
@@ -187,6 +193,9 @@ func runTarget(ctx context.Context, f *runFlags, t *target, name, runID string, 
 			w.WaitSnapshots()
 			r.CaptureDrain = time.Since(t0)
 		}
+	}
+	if f.kafka != "" {
+		cpu0 = 0 // the invoker's CPU is elsewhere
 	}
 	return r, nil
 }
