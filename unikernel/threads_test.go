@@ -1,6 +1,7 @@
 package unikernel
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -99,4 +100,17 @@ asyncio.run(main())
 	if want := "executor 6\nstream b'line\\n'\n[0, 1, 2]\n"; res.Status != 0 || out != want {
 		t.Fatalf("status %d err %v output %q, want %q\n%s", res.Status, res.Err, out, want, errOut)
 	}
+}
+
+// TestMemoryGuard: writing to a PROT_NONE reservation (which the UC's static page tables
+// allow) is stopped by the memory guard with ErrMemory long before it costs the host the
+// 1 GiB the guest tries to touch.
+func TestMemoryGuard(t *testing.T) {
+	requireKVM(t)
+	root := testRoot(t, "threads")
+	res, out, _ := runUC(t, Config{Root: root, Timeout: time.Minute, Memory: 64 << 20}, "/threads", "touch")
+	if !errors.Is(res.Err, ErrMemory) || res.Status != 137 || strings.Contains(out, "unhindered") {
+		t.Fatalf("status %d err %v output %q", res.Status, res.Err, out)
+	}
+	t.Log(res.Err)
 }

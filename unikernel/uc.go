@@ -56,21 +56,23 @@ type UC struct {
 	handlerNanos atomic.Int64  // time in exit handlers (the library OS)
 	mode         atomic.Int32
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	state    State
-	loaded   bool
-	threads  []*Thread
-	alive    int
-	pauseReq bool
-	stopping bool       // set by stop: no new threads
-	clock    clockState // the vDSO's time page (vdso.go)
-	live     int        // guest threads that have not called exit
-	status   int
-	stopErr  error
-	started  time.Time
-	ended    time.Time
-	timer    *time.Timer
+	mu         sync.Mutex
+	cond       *sync.Cond
+	state      State
+	loaded     bool
+	threads    []*Thread
+	alive      int
+	pauseReq   bool
+	stopping   bool       // set by stop: no new threads
+	clock      clockState // the vDSO's time page (vdso.go)
+	live       int        // guest threads that have not called exit
+	status     int
+	stopErr    error
+	started    time.Time
+	ended      time.Time
+	timer      *time.Timer
+	guard      *time.Timer // the memory guard's next check (memguard.go)
+	guardExits uint64      // exits at the guard's last check
 }
 
 // New creates a UC in a new VM sized for cfg.
@@ -288,6 +290,9 @@ func (uc *UC) Start() error {
 		uc.alive++
 		go t.loop()
 	}
+	uc.mu.Unlock()
+	uc.startMemGuard()
+	uc.mu.Lock()
 	return nil
 }
 
@@ -391,6 +396,7 @@ func (uc *UC) stop(reason error, status int) {
 		if uc.timer != nil {
 			uc.timer.Stop()
 		}
+		uc.stopMemGuardLocked()
 		threads := append([]*Thread(nil), uc.threads...)
 		uc.pauseReq = false
 		uc.cond.Broadcast()

@@ -31,8 +31,10 @@
 //	[size-8 MiB, size)   the initial thread's stack
 //
 // The guest can touch every page of its address space without asking (the page tables are
-// static), so the address-space size bounds its host memory; Config.Memory is the commit
-// limit the library OS enforces on mmap, brk and mprotect.
+// static); Config.Memory is the commit limit the library OS enforces on mmap, brk and
+// mprotect, and the memory guard (memguard.go) stops a UC that touches more than a little
+// host memory outside what it committed, so host memory stays near the limit although the
+// address space is larger (runtimes reserve far more than they commit).
 //
 // System calls: a `syscall` instruction enters the stub at LSTAR; the first call from each
 // site rewrites that site into the stub's own 2-byte port write, so later calls from it cost

@@ -1,7 +1,8 @@
 // threads.c: threads, futexes, epoll, eventfd, poll and socketpair in a UC. Prints "ok NAME"
 // or "FAIL NAME: detail" per check and "done N" (N failures); the exit status is N.
 // Modes: (none) all checks; "bomb" creates threads until pthread_create fails; "busy"
-// leaves a thread spinning without system calls and exits from main.
+// leaves a thread spinning without system calls and exits from main; "touch" writes to
+// memory it never committed.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -143,6 +145,21 @@ int main(int argc, char **argv) {
 		while ((e = pthread_create(&t, &at, idle, 0)) == 0)
 			n++;
 		printf("created %d threads then error %d (%s)\n", n, e, strerror(e));
+		return 0;
+	}
+	if (argc > 1 && strcmp(argv[1], "touch") == 0) {
+		// Write to a PROT_NONE reservation (Linux would fault; a UC's page tables do not):
+		// the memory guard must stop this before it costs much host memory.
+		size_t n = (size_t)1 << 30;
+		char *p = mmap(0, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED) {
+			printf("mmap failed\n");
+			return 1;
+		}
+		for (int round = 0; round < 100; round++)
+			for (size_t i = 0; i < n; i += 4096)
+				p[i] = 1;
+		printf("touched 100 GiB unhindered\n");
 		return 0;
 	}
 	if (argc > 1 && strcmp(argv[1], "busy") == 0) {
