@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -332,6 +334,9 @@ func (e *env) startInvoker(edit func(*kafka.InvokerConfig)) {
 	cfg := kafka.InvokerConfig{
 		Brokers: []string{e.addr}, ID: 0, Store: e.flaky, Executor: e.exec, Events: true,
 		RecordRetry: 500 * time.Millisecond, DrainTimeout: 20 * time.Second,
+	}
+	if os.Getenv("SEUSS_TEST_DEBUG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	if edit != nil {
 		edit(&cfg)

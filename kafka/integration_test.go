@@ -214,6 +214,11 @@ func TestBrokerRestart(t *testing.T) {
 	if acks := c.completed(m.ActivationID); kindsOf(acks) != "result,completion" {
 		t.Fatalf("acks %s", kindsOf(acks))
 	}
+
+	// Not checked here: which offsets end up committed on the new broker. This broker
+	// came back with an empty log, so offsets are reused, and the commit of the
+	// activation that ran across the restart (offset 1 of the old log) may land on the
+	// new log too. A real Kafka keeps its log; TestCommitsAcrossRestart checks commits.
 }
 
 // TestGracefulShutdownDrains: stopping the invoker while activations run lets them

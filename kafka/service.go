@@ -191,6 +191,11 @@ func (o *offsets) fetched(p int, off int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	po := o.part(p)
+	if off < po.committed && len(po.pending) == 0 {
+		// Nothing in flight and an offset below what was committed: the log was reset
+		// (a broker that came back empty). Commit from here on again.
+		po.committed, po.next = -1, 0
+	}
 	po.pending[off]++
 	if off+1 > po.next {
 		po.next = off + 1
