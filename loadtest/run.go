@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +30,8 @@ type runFlags struct {
 	timeout     time.Duration
 	progress    bool
 	seed        int64
+	cpuprofile  string
+	trace       string
 }
 
 func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -47,6 +52,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up on a target's run after this long")
 	fs.BoolVar(&f.progress, "progress", false, "draw the progress bar even when stderr is not a terminal")
 	fs.Int64Var(&f.seed, "seed", 1, "zipf: random seed")
+	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole process (load generator, invoker, executor) to FILE")
+	fs.StringVar(&f.trace, "trace", "", "write a runtime/trace execution trace to FILE (where the invoker waits: go tool trace)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -100,6 +107,11 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%w: --compare needs in-process targets; an external invoker has one executor", errUsage)
 	}
 
+	stopProfiles, err := startProfiles(f.cpuprofile, f.trace)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	params, _ := json.Marshal(map[string]any{"spin": f.spin})
 	runID := newActivationID()[:8]
 	var results []*targetResult
@@ -212,6 +224,42 @@ func progressBar(w io.Writer, name string) func(acked, total int) {
 			fmt.Fprintln(w)
 		}
 	}
+}
+
+// startProfiles starts a CPU profile and an execution trace when asked; the returned
+// func stops them and closes the files.
+func startProfiles(cpu, tr string) (func(), error) {
+	var stops []func()
+	stop := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	if cpu != "" {
+		f, err := os.Create(cpu)
+		if err != nil {
+			return stop, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return stop, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
+	}
+	if tr != "" {
+		f, err := os.Create(tr)
+		if err != nil {
+			stop()
+			return func() {}, fmt.Errorf("--trace: %w", err)
+		}
+		if err := trace.Start(f); err != nil {
+			f.Close()
+			stop()
+			return func() {}, fmt.Errorf("--trace: %w", err)
+		}
+		stops = append(stops, func() { trace.Stop(); f.Close() })
+	}
+	return stop, nil
 }
 
 func contains(xs []string, x string) bool {
