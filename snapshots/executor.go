@@ -30,8 +30,9 @@ type Config struct {
 	// NoSnapshots is the boot baseline: every cold start boots the runtime (path B)
 	// without warm-up and nothing is captured; hot instances are still reused.
 	NoSnapshots bool
-	// CacheBytes is the function-snapshot budget, on disk and in the page store
-	// (default 1 GiB); least recently used snapshots are evicted past it.
+	// CacheBytes is the function-snapshot budget (default 1 GiB): their state files and
+	// the page store's live pages, each page once however many snapshots share it; least
+	// recently used snapshots are evicted past it.
 	CacheBytes int64
 	// IdleTTL is how long an idle hot UC is kept (default 10 minutes).
 	IdleTTL time.Duration

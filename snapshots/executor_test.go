@@ -250,6 +250,29 @@ func TestEviction(t *testing.T) {
 	run(t, e, pyJob("y", counterPy, "1"), activation.PathCold, 1)
 }
 
+// TestBudgetSharedPages: the budget counts a page shared by several function snapshots
+// once, as the page store holds it.
+func TestBudgetSharedPages(t *testing.T) {
+	e := newExec(t, Config{SnapshotDir: t.TempDir()})
+	defer e.Close()
+	run(t, e, pyJob("a", counterPy, "1"), activation.PathBoot, 1)
+	for _, n := range []string{"x", "y", "z"} {
+		run(t, e, pyJob(n, counterPy, "1"), activation.PathCold, 1)
+		e.WaitSnapshots()
+	}
+	used, _, n := e.Store().Usage()
+	var referenced int64
+	for _, en := range e.Store().List() {
+		if en.Type == TypeFunction {
+			referenced += en.StateBytes + en.MemoryBytes
+		}
+	}
+	t.Logf("%d function snapshots: footprint %d KiB, %d KiB referenced", n, used>>10, referenced>>10)
+	if n != 3 || used >= referenced {
+		t.Fatalf("footprint %d not below the %d bytes referenced", used, referenced)
+	}
+}
+
 // TestBootBaseline: with snapshots off every cold start boots.
 func TestBootBaseline(t *testing.T) {
 	e := newExec(t, Config{NoSnapshots: true})

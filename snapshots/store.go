@@ -48,8 +48,14 @@ type Store struct {
 	funcs    map[string]*FunctionSnapshot
 	lru      *list.List // *FunctionSnapshot, most recent at the front
 	budget   int64
-	used     int64
+	// stateBytes sums the function snapshots' state files; with the page store's live
+	// pages (each counted once, however many snapshots share it) it is what the budget
+	// bounds: the cache's real footprint.
+	stateBytes int64
 }
+
+// usedLocked is the cache's footprint: state files plus live pages.
+func (s *Store) usedLocked() int64 { return s.stateBytes + s.pages.Stats().LiveBytes }
 
 // RuntimeSnapshot is a kind's runtime snapshot.
 type RuntimeSnapshot struct {
@@ -95,7 +101,7 @@ func (r *RuntimeSnapshot) close() error {
 type FunctionSnapshot struct {
 	ID       string
 	File     *File
-	Bytes    int64 // state file + data pages (the budget's unit)
+	Bytes    int64 // state file + the data pages it references (shared ones in full)
 	Hits     uint64
 	LastUsed time.Time
 	elem     *list.Element
@@ -286,7 +292,7 @@ func (s *Store) load() {
 	for _, f := range fs {
 		f.elem = s.lru.PushBack(f)
 		s.funcs[f.ID] = f
-		s.used += f.Bytes
+		s.stateBytes += f.File.Size
 	}
 	victims := s.evictLocked()
 	s.mu.Unlock()
@@ -595,11 +601,10 @@ func (s *Store) PutFunction(h Header, parent *RuntimeSnapshot, st *unikernel.VMS
 	var victims []*FunctionSnapshot
 	if old := s.funcs[h.ID]; old != nil {
 		s.unlinkLocked(old)
-		s.pages.Release(old.slots)
 	}
 	fs.elem = s.lru.PushFront(fs)
 	s.funcs[h.ID] = fs
-	s.used += fs.Bytes
+	s.stateBytes += fs.File.Size
 	victims = s.evictLocked()
 	s.mu.Unlock()
 	s.drop(victims)
@@ -612,13 +617,14 @@ func (s *Store) unlinkLocked(f *FunctionSnapshot) {
 	}
 	delete(s.funcs, f.ID)
 	s.lru.Remove(f.elem)
-	s.used -= f.Bytes
+	s.stateBytes -= f.File.Size
+	s.pages.Release(f.slots)
 }
 
 // evictLocked unlinks least recently used function snapshots until the budget holds.
 func (s *Store) evictLocked() []*FunctionSnapshot {
 	var out []*FunctionSnapshot
-	for s.used > s.budget && s.lru.Len() > 0 {
+	for s.usedLocked() > s.budget && s.lru.Len() > 0 {
 		f := s.lru.Back().Value.(*FunctionSnapshot)
 		s.unlinkLocked(f)
 		out = append(out, f)
@@ -626,11 +632,10 @@ func (s *Store) evictLocked() []*FunctionSnapshot {
 	return out
 }
 
-// drop deletes unlinked function snapshots' files and pages.
+// drop deletes unlinked function snapshots' files (unlinking released their pages).
 func (s *Store) drop(fs []*FunctionSnapshot) {
 	for _, f := range fs {
 		s.remove(filepath.Join(s.dir, "functions", f.ID+".snap"))
-		s.pages.Release(f.slots)
 	}
 }
 
@@ -691,11 +696,12 @@ func (s *Store) List() []Entry {
 	return out
 }
 
-// Usage is the budget's state: bytes of function snapshots and the budget.
+// Usage is the budget's state: the cache's footprint (state files and live pages, each
+// page once), the budget, and the number of function snapshots.
 func (s *Store) Usage() (used, budget int64, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.used, s.budget, len(s.funcs)
+	return s.usedLocked(), s.budget, len(s.funcs)
 }
 
 // FunctionPrivateBytes returns, for each cached function snapshot, the bytes it holds
