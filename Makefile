@@ -8,7 +8,7 @@ TESTFLAGS ?= -timeout 14m
 DATA_DIR  ?= $(CURDIR)/.seuss
 STANDALONE_FLAGS ?=
 
-.PHONY: help build rootfs run test vet fmt bench clean
+.PHONY: help build rootfs run test vet fmt bench figures clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ test: vet build ## what CI runs: vet, build, every test tier (KVM and server tes
 
 bench: ## Go benchmarks (speed is recorded in docs/benchmarks.md)
 	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchtime 2s ./...
+
+figures: rootfs ## the load generator's figures in docs/benchmarks.md (loadtest/figures.sh, a few minutes)
+	loadtest/figures.sh $(BIN)/loadtest
 
 clean: ## remove build output and the standalone data dir
 	rm -rf $(BIN) $(DATA_DIR)
