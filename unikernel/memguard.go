@@ -87,8 +87,11 @@ func (uc *UC) stopMemGuardLocked() {
 // committed: gaps and uncommitted anonymous mappings (resident pages), and file mappings
 // (their private, copied-on-write pages).
 func (uc *UC) uncommittedResident() uint64 {
+	// Hold the VM's lock so that Close cannot unmap guest memory under the scan.
+	uc.vm.mu.Lock()
+	defer uc.vm.mu.Unlock()
 	mem := uc.vm.mem
-	if mem == nil {
+	if mem == nil || uc.vm.closed {
 		return 0
 	}
 	vmas := uc.k.as.snapshotVMAs()
