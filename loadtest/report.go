@@ -39,6 +39,9 @@ type targetResult struct {
 	// CPU is the CPU time the run cost this process and its children (in-process
 	// stacks only): from the first send until the stack was closed.
 	CPU time.Duration
+	// RecordWriteP50 is the invoker's record write (store.PutActivation) p50 in ms, in
+	// process only; NaN when unknown.
+	RecordWriteP50 float64
 }
 
 // CPUPerActivation is CPU ms per acked activation, NaN when unknown.
@@ -50,7 +53,7 @@ func (r *targetResult) CPUPerActivation() float64 {
 }
 
 func summarize(target string, samples []*sample, strays int, err error) *targetResult {
-	r := &targetResult{Target: target, Samples: samples, Err: err, Strays: strays,
+	r := &targetResult{Target: target, Samples: samples, Err: err, Strays: strays, RecordWriteP50: math.NaN(),
 		Paths: map[string]int{"H": 0, "W": 0, "C": 0, "B": 0}}
 	var lat, overH, overK, invH []float64
 	for _, s := range samples {
@@ -205,6 +208,9 @@ func writeTable(w io.Writer, scenario string, rs []*targetResult) {
 		by[r.Target] = r
 		if r.Err != nil {
 			fmt.Fprintf(w, "%s: %v\n", r.Target, r.Err)
+		}
+		if !math.IsNaN(r.RecordWriteP50) {
+			fmt.Fprintf(w, "%s: the invoker's record write (between result and completion acks) p50 %s ms\n", r.Target, fmtMS(r.RecordWriteP50))
 		}
 		if r.CaptureDrain > time.Millisecond {
 			fmt.Fprintf(w, "%s: background snapshot captures ran %v past the end of the run\n", r.Target, r.CaptureDrain.Round(time.Millisecond))

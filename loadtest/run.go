@@ -189,6 +189,9 @@ func runTarget(ctx context.Context, f *runFlags, t *target, name, runID string, 
 		ls.Progress = progressBar(stderr, name)
 	}
 	cpu0 = cpuTime()
+	if s.Records != nil {
+		s.Records.take()
+	}
 	samples, runErr := d.runLoad(ctx, actions, idx, params, ls)
 	if ls.Progress != nil && int(d.acked.Load()) < len(idx) {
 		fmt.Fprintln(stderr)
@@ -197,6 +200,13 @@ func runTarget(ctx context.Context, f *runFlags, t *target, name, runID string, 
 	strays := d.strays
 	d.mu.Unlock()
 	r := summarize(name, samples, strays, runErr)
+	if s.Records != nil {
+		var w []float64
+		for _, d := range s.Records.take() {
+			w = append(w, ms(d))
+		}
+		r.RecordWriteP50 = pct(w, 50)
+	}
 	// Captures still running after the run (and its linger for duplicate acks) are
 	// work the throughput figure does not show: say how long they kept going.
 	if s.Exec != nil {

@@ -30,8 +30,9 @@ type sut struct {
 	InvokerID  int
 	Controller string // C of completed{C}
 	// In-process only (nil for an external invoker): what the invoker itself measured.
-	Exec *timedExecutor
-	Obs  *pathObserver
+	Exec    *timedExecutor
+	Obs     *pathObserver
+	Records *timedStore
 
 	close func() error
 }
@@ -109,12 +110,13 @@ func startInProcess(ctx context.Context, t *target, o stackOptions) (s *sut, err
 	closers = append(closers, closeExec)
 	timed := &timedExecutor{inner: exec, runs: map[string]execRun{}}
 	obs := newPathObserver()
+	records := &timedStore{Store: db}
 
 	inv, err := kafka.NewInvoker(kafka.InvokerConfig{
 		Brokers:      []string{broker.Addr()},
 		ID:           0,
 		UserMemoryMB: o.UserMemoryMB,
-		Store:        db,
+		Store:        records,
 		Executor:     timed,
 		Observer:     obs,
 		Logger:       o.Logger,
@@ -135,6 +137,7 @@ func startInProcess(ctx context.Context, t *target, o stackOptions) (s *sut, err
 		Controller: o.Controller,
 		Exec:       timed,
 		Obs:        obs,
+		Records:    records,
 		close:      closeAll,
 	}, nil
 }
@@ -225,6 +228,34 @@ func (t *timedExecutor) DropIdle() int {
 		return d.DropIdle()
 	}
 	return 0
+}
+
+// timedStore is the invoker's view of the store, timing each record write (the lifecycle
+// writes the record between the result ack and the completion ack).
+type timedStore struct {
+	activation.Store
+	mu     sync.Mutex
+	writes []time.Duration
+}
+
+// PutActivation implements activation.Store.
+func (t *timedStore) PutActivation(ctx context.Context, a *activation.WhiskActivation) error {
+	start := time.Now()
+	err := t.Store.PutActivation(ctx, a)
+	d := time.Since(start)
+	t.mu.Lock()
+	t.writes = append(t.writes, d)
+	t.mu.Unlock()
+	return err
+}
+
+// take returns and clears the write times so far.
+func (t *timedStore) take() []time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.writes
+	t.writes = nil
+	return w
 }
 
 // pathObserver implements activation.Observer: per path, the invoker's own latency from
