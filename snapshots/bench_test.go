@@ -74,6 +74,20 @@ func BenchmarkDeploy(b *testing.B) {
 			mustRun(e, job("first"), activation.PathBoot)
 			b.Run("C", func(b *testing.B) {
 				var d []time.Duration
+				var q, c, sc, cp time.Duration
+				e.cfg.Trace = func(t RestoreTrace) {
+					if t.Path == "capture" {
+						q, c, sc, cp = q+t.Quiesce, c+t.Capture, sc+t.Scan, cp+t.Copy
+					}
+				}
+				defer func() {
+					e.cfg.Trace = nil
+					n := time.Duration(b.N)
+					b.ReportMetric(float64(q/n)/1e3, "quiesce-us")
+					b.ReportMetric(float64(c/n)/1e3, "state-us")
+					b.ReportMetric(float64(sc/n)/1e3, "scan-us")
+					b.ReportMetric(float64(cp/n)/1e3, "copy-us")
+				}()
 				for i := 0; i < b.N; i++ {
 					d = append(d, mustRun(e, job(fmt.Sprint("c", i, time.Now().UnixNano())), activation.PathCold))
 					e.WaitSnapshots()

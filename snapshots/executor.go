@@ -84,6 +84,9 @@ type RestoreTrace struct {
 	Map, Prefetch time.Duration
 	// DiffPages and DiffReads: pages copied from the page store and the reads it took.
 	DiffPages, DiffReads int
+	// For Path "capture" (a function snapshot taken on C, the UC paused): waiting for
+	// quiescence, the state, the page scan (MemoryRuns), copying the pages.
+	Quiesce, Capture, Scan, Copy time.Duration
 }
 
 // ErrNoCapacity is returned by Run when busy UCs fill the memory budget.
@@ -669,15 +672,19 @@ func (e *Executor) captureRuntime(ctx context.Context, inst *instance, kind runt
 func (e *Executor) captureFunction(ctx context.Context, inst *instance, job *activation.Job, initLine []byte) {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	t0 := time.Now()
 	if err := inst.uc.WaitQuiescent(qctx); err != nil {
 		e.log.Warn("snapshots: function snapshot not captured", "action", job.Key.FQN, "err", err)
 		return
 	}
+	t1 := time.Now()
 	st, err := inst.uc.Capture()
+	t2 := time.Now()
 	var runs []unikernel.PageRun
 	if err == nil {
 		runs, err = inst.uc.MemoryRuns(false)
 	}
+	t3 := time.Now()
 	var pending []PendingRun
 	if err == nil {
 		mem := inst.uc.Memory()
@@ -693,6 +700,9 @@ func (e *Executor) captureFunction(ctx context.Context, inst *instance, job *act
 	if err != nil {
 		e.log.Warn("snapshots: function snapshot not captured", "action", job.Key.FQN, "err", err)
 		return
+	}
+	if e.cfg.Trace != nil {
+		e.cfg.Trace(RestoreTrace{Path: "capture", Quiesce: t1.Sub(t0), Capture: t2.Sub(t1), Scan: t3.Sub(t2), Copy: time.Since(t3)})
 	}
 	root, _ := e.root(inst.kind)
 	h := Header{ID: e.functionID(inst.kind, root, job), Namespace: job.Key.Namespace, FQN: job.Key.FQN,
