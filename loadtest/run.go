@@ -225,13 +225,18 @@ func runTarget(ctx context.Context, f *runFlags, t *target, name, runID string, 
 // progressBar returns a Progress func drawing "name [#####.....] k/n" on w.
 func progressBar(w io.Writer, name string) func(acked, total int) {
 	start := time.Now()
+	finished := false
 	return func(acked, total int) {
+		if finished {
+			return
+		}
 		const width = 30
 		fill := width * acked / max(total, 1)
 		rate := float64(acked) / time.Since(start).Seconds()
 		fmt.Fprintf(w, "\r%-8s [%s%s] %d/%d acked  %.1f/s ", name, strings.Repeat("#", fill), strings.Repeat(".", width-fill), acked, total, rate)
 		if acked >= total {
 			fmt.Fprintln(w)
+			finished = true
 		}
 	}
 }
