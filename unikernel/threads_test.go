@@ -1,9 +1,11 @@
 package unikernel
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -113,4 +115,75 @@ func TestMemoryGuard(t *testing.T) {
 		t.Fatalf("status %d err %v output %q", res.Status, res.Err, out)
 	}
 	t.Log(res.Err)
+}
+
+// TestPauseBusyThreads: Pause returns while three threads compute without ever calling
+// in (each vCPU is kicked out of KVM_RUN), the UC resumes, and Kill ends it.
+func TestPauseBusyThreads(t *testing.T) {
+	requireKVM(t)
+	root := testRoot(t, "threads")
+	out := &lockedBuilder{b: &strings.Builder{}}
+	uc, err := New(Config{Root: root, Timeout: time.Minute, Stdout: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	if err := uc.Load([]string{"/threads", "spin"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := uc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 500 && !strings.Contains(out.String(), "spinning"); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		if err := uc.Pause(); err != nil {
+			t.Fatalf("pause %d: %v", i, err)
+		}
+		if st := uc.State(); st != StatePaused {
+			t.Fatalf("state %s after Pause", st)
+		}
+		uc.mu.Lock()
+		n := len(uc.threads)
+		for _, th := range uc.threads {
+			if th.inGuest {
+				t.Errorf("thread %d still in the guest after Pause", th.tid)
+			}
+		}
+		uc.mu.Unlock()
+		if n != 3 {
+			t.Errorf("%d threads, want 3", n)
+		}
+		if err := uc.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := uc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := uc.Wait(context.Background())
+	if err != nil || !errors.Is(res.Err, ErrKilled) {
+		t.Fatalf("wait: %v, result err %v", err, res.Err)
+	}
+}
+
+// lockedBuilder is a strings.Builder safe for the UC's writer and the test to share.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *lockedBuilder) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuilder) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

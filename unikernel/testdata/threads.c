@@ -1,8 +1,8 @@
 // threads.c: threads, futexes, epoll, eventfd, poll and socketpair in a UC. Prints "ok NAME"
 // or "FAIL NAME: detail" per check and "done N" (N failures); the exit status is N.
 // Modes: (none) all checks; "bomb" creates threads until pthread_create fails; "busy"
-// leaves a thread spinning without system calls and exits from main; "touch" writes to
-// memory it never committed.
+// leaves a thread spinning without system calls and exits from main; "spin" spins in
+// three threads forever; "touch" writes to memory it never committed.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -160,6 +160,16 @@ int main(int argc, char **argv) {
 			for (size_t i = 0; i < n; i += 4096)
 				p[i] = 1;
 		printf("touched 100 GiB unhindered\n");
+		return 0;
+	}
+	if (argc > 1 && strcmp(argv[1], "spin") == 0) {
+		// Every thread computes forever without a system call.
+		pthread_t t;
+		pthread_create(&t, 0, spinner, 0);
+		pthread_create(&t, 0, spinner, 0);
+		printf("spinning\n");
+		fflush(stdout);
+		spinner(0);
 		return 0;
 	}
 	if (argc > 1 && strcmp(argv[1], "busy") == 0) {
