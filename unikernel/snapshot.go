@@ -189,7 +189,7 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 				}
 				continue
 			}
-			if err := scanPagemap(pm, mem, v.start, v.end, func(a, e uint64) {
+			if err := scanPagemap(pm, mem, v.start, v.end, true, func(a, e uint64) {
 				if e&pmPresent != 0 && !isZero(mem[a:a+pageSize]) {
 					b.page(a, false, true)
 				}
@@ -210,29 +210,52 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 	}
 	spans = mergeSpans(spans)
 	ti := 0
+	visit := func(a, e uint64) {
+		for ti < len(tracked) && tracked[ti].end <= a {
+			ti++
+		}
+		kind := remapNone
+		if ti < len(tracked) && tracked[ti].start <= a {
+			kind = tracked[ti].kind
+		}
+		present, filePage := e&pmPresent != 0, e&pmFile != 0
+		switch {
+		case e&pmSwapped != 0, present && !filePage:
+			// Swapped out pages are the UC's own too (reading them swaps them in).
+			b.page(a, isZero(mem[a:a+pageSize]), false)
+		case kind == remapFile:
+			b.page(a, isZero(mem[a:a+pageSize]), false)
+		case kind == remapZero && !present:
+			b.page(a, true, false)
+		case kind == remapZero:
+			b.page(a, isZero(mem[a:a+pageSize]), false)
+		}
+	}
+	// Outside the remapped ranges only pages in the host's page tables matter: those
+	// stretches are scanned sparsely (most of a runtime's mappings are untouched
+	// reservations); inside them every page does.
 	for _, s := range spans {
-		if err := scanPagemap(pm, mem, s[0], s[1], func(a, e uint64) {
-			for ti < len(tracked) && tracked[ti].end <= a {
-				ti++
+		a := s[0]
+		for _, r := range tracked {
+			if r.end <= a || r.start >= s[1] {
+				continue
 			}
-			kind := remapNone
-			if ti < len(tracked) && tracked[ti].start <= a {
-				kind = tracked[ti].kind
+			if a < r.start {
+				if err := scanPagemap(pm, mem, a, r.start, true, visit); err != nil {
+					return nil, err
+				}
+				a = r.start
 			}
-			present, filePage := e&pmPresent != 0, e&pmFile != 0
-			switch {
-			case e&pmSwapped != 0, present && !filePage:
-				// Swapped out pages are the UC's own too (reading them swaps them in).
-				b.page(a, isZero(mem[a:a+pageSize]), false)
-			case kind == remapFile:
-				b.page(a, isZero(mem[a:a+pageSize]), false)
-			case kind == remapZero && !present:
-				b.page(a, true, false)
-			case kind == remapZero:
-				b.page(a, isZero(mem[a:a+pageSize]), false)
+			end := min(r.end, s[1])
+			if err := scanPagemap(pm, mem, a, end, false, visit); err != nil {
+				return nil, err
 			}
-		}); err != nil {
-			return nil, err
+			a = end
+		}
+		if a < s[1] {
+			if err := scanPagemap(pm, mem, a, s[1], true, visit); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return b.runs, nil
@@ -284,17 +307,22 @@ const (
 	pmFile    = 1 << 61 // file page or shared anonymous: not the process's private copy
 )
 
-// scanPagemap calls f for each page of [start, end) of mem with its pagemap entry.
-func scanPagemap(pm *os.File, mem []byte, start, end uint64, f func(addr, entry uint64)) error {
+// scanPagemap calls f for each page of [start, end) of mem with its pagemap entry; with
+// sparse, only for pages present or swapped out.
+func scanPagemap(pm *os.File, mem []byte, start, end uint64, sparse bool, f func(addr, entry uint64)) error {
 	base := uint64(hostAddr(mem))
-	buf := make([]byte, 8*4096)
+	buf := make([]byte, 8*8192)
 	for a := start; a < end; {
-		n := min((end-a)/pageSize, 4096)
+		n := min((end-a)/pageSize, 8192)
 		if _, err := pm.ReadAt(buf[:8*n], int64((base+a)/pageSize*8)); err != nil {
 			return fmt.Errorf("unikernel: read pagemap: %w", err)
 		}
 		for i := uint64(0); i < n; i++ {
-			f(a+i*pageSize, binary.LittleEndian.Uint64(buf[8*i:]))
+			e := binary.LittleEndian.Uint64(buf[8*i:])
+			if sparse && e&(pmPresent|pmSwapped) == 0 {
+				continue
+			}
+			f(a+i*pageSize, e)
 		}
 		a += n * pageSize
 	}
@@ -540,7 +568,7 @@ func (uc *UC) PresentRuns() ([][2]uint64, error) {
 	defer pm.Close()
 	var out [][2]uint64
 	for _, v := range uc.k.as.snapshotVMAs() {
-		if err := scanPagemap(pm, uc.vm.mem, v.start, v.end, func(a, e uint64) {
+		if err := scanPagemap(pm, uc.vm.mem, v.start, v.end, true, func(a, e uint64) {
 			if e&pmPresent == 0 {
 				return
 			}
@@ -583,7 +611,7 @@ func (uc *UC) RecycleVM(reset func(g *GuestMemory, dirty [][2]uint64) error) (*V
 	}
 	defer pm.Close()
 	var spans [][2]uint64
-	if err := scanPagemap(pm, vm.mem, userBase, vm.Size, func(a, e uint64) {
+	if err := scanPagemap(pm, vm.mem, userBase, vm.Size, true, func(a, e uint64) {
 		if e&pmSwapped == 0 && (e&pmPresent == 0 || e&pmFile != 0) {
 			return
 		}
