@@ -373,6 +373,7 @@ func (inv *Invoker) fallback(ctx context.Context, m *ActivationMessage, r Activa
 	if !storeFirst {
 		inv.store(ctx, m, rec, log)
 	}
+	inv.event(ctx, m, rec, 0, log) // no limits annotation: memory 0, as EventMessage.from
 	if inv.cfg.Observer != nil {
 		inv.cfg.Observer.Completed("", r.StatusCode, inv.cfg.Now().Sub(received))
 	}

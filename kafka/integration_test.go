@@ -88,6 +88,13 @@ func TestInvokerAsController(t *testing.T) {
 		if rec := record(t, st, m.ActivationID); rec.Response.StatusCode != 1 {
 			t.Fatalf("record %+v", rec.Response)
 		}
+		c.until("the user event", func() bool { _, ok := c.events[m.ActivationID]; return ok })
+		c.mu.Lock()
+		ev := c.events[m.ActivationID]
+		c.mu.Unlock()
+		if ev.Body.Kind != "unknown" || ev.Body.StatusCode != 1 || ev.Body.Name != "guest/missing" {
+			t.Fatalf("event %+v", ev)
+		}
 	})
 	t.Run("revision mismatch", func(t *testing.T) {
 		m := activationtest.Message("guest", "hello", "1-stale", true, map[string]any{"name": "latest"})
