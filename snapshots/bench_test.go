@@ -184,13 +184,20 @@ func BenchmarkDeploy(b *testing.B) {
 				e.DropIdle()
 				e.WaitSnapshots()
 				var d []time.Duration
+				var inGuest time.Duration
 				for i := 0; i < b.N; i++ {
 					d = append(d, mustRun(e, job("w"), activation.PathWarm))
+					e.mu.Lock()
+					for inst := range e.live {
+						inGuest += inst.uc.Stats().InGuest
+					}
+					e.mu.Unlock()
 					e.DropIdle()
 					e.WaitSnapshots()
 				}
 				report(b, d)
 				b.ReportMetric(float64(mem/time.Duration(b.N))/1e3, "memory-us")
+				b.ReportMetric(float64(inGuest/time.Duration(b.N))/1e3, "in-guest-us")
 				b.ReportMetric(float64(e.shells.recycledHits.Load()), "recycled-hits")
 			})
 			b.Run("W-prefetch", func(b *testing.B) {
