@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 
@@ -54,6 +55,8 @@ type execOptions struct {
 	RootsDir string
 	// CacheBytes bounds a function-snapshot cache; 0 means the executor's default.
 	CacheBytes int64
+	// Logger is the load generator's (quiet unless -v).
+	Logger *slog.Logger
 }
 
 // dropper is implemented by executors that can end their idle instances at once

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"path/filepath"
 
 	"github.com/seuss-go/seuss/activation"
@@ -24,7 +23,7 @@ func newSnapshots(noSnapshots bool) func(context.Context, execOptions) (activati
 			NoSnapshots:    noSnapshots,
 			CacheBytes:     o.CacheBytes,
 			MemoryBudgetMB: o.MemoryBudgetMB,
-			Log:            slog.New(slog.DiscardHandler),
+			Log:            o.Logger,
 		})
 		if err != nil {
 			return nil, nil, err

@@ -103,7 +103,7 @@ func startInProcess(ctx context.Context, t *target, o stackOptions) (s *sut, err
 	if budget <= 0 {
 		budget = o.UserMemoryMB
 	}
-	exec, closeExec, err := t.New(ctx, execOptions{MemoryBudgetMB: budget, TempDir: dir, RootsDir: o.RootsDir, CacheBytes: o.CacheBytes})
+	exec, closeExec, err := t.New(ctx, execOptions{MemoryBudgetMB: budget, TempDir: dir, RootsDir: o.RootsDir, CacheBytes: o.CacheBytes, Logger: o.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("executor %s: %w", t.Name, err)
 	}
