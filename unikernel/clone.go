@@ -184,6 +184,8 @@ func (uc *UC) clone(p sysThread, flags, stack, ptid, ctid, tls uint64) (int, uni
 	}
 	uc.threads = append(uc.threads, t)
 	uc.alive++
+	uc.created++
+	uc.peak = max(uc.peak, uc.live)
 	uc.mu.Unlock()
 	go t.loop()
 	return tid, 0

@@ -66,6 +66,8 @@ type UC struct {
 	stopping   bool       // set by stop: no new threads
 	clock      clockState // the vDSO's time page (vdso.go)
 	live       int        // guest threads that have not called exit
+	created    int        // threads ever started, peak the most alive at once (stats)
+	peak       int
 	status     int
 	stopErr    error
 	started    time.Time
@@ -218,6 +220,7 @@ func (uc *UC) Load(argv []string) error {
 	}
 	uc.threads = append(uc.threads, &Thread{uc: uc, tid: k.pid, cpu: cpu})
 	uc.live = 1
+	uc.created, uc.peak = 1, 1
 	uc.loaded = true
 	return nil
 }
@@ -328,7 +331,7 @@ func (uc *UC) result() Result {
 }
 
 func (uc *UC) statsLocked() Stats {
-	s := Stats{Exits: uc.exits.Load(), InGuest: time.Duration(uc.runNanos.Load()), InHandlers: time.Duration(uc.handlerNanos.Load()), PatchedSites: uc.patched.Load(), Syscalls: uc.k.syscallCounts(), Unknown: uc.k.Unknown(), Mode: uc.Mode()}
+	s := Stats{Threads: uc.created, ThreadsPeak: uc.peak, Exits: uc.exits.Load(), InGuest: time.Duration(uc.runNanos.Load()), InHandlers: time.Duration(uc.handlerNanos.Load()), PatchedSites: uc.patched.Load(), Syscalls: uc.k.syscallCounts(), Unknown: uc.k.Unknown(), Mode: uc.Mode()}
 	end := uc.ended
 	if end.IsZero() {
 		end = time.Now()

@@ -171,4 +171,7 @@ type Stats struct {
 	Mode                Mode
 	// PatchedSites counts syscall instructions rewritten into direct port writes.
 	PatchedSites uint64
+	// Threads is how many guest threads ran (the first included), ThreadsPeak the most
+	// alive at once (each had a vCPU).
+	Threads, ThreadsPeak int
 }

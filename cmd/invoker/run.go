@@ -136,8 +136,8 @@ func printStats(s unikernel.Stats) {
 	w := os.Stderr
 	fmt.Fprintf(w, "--- uc stats: mode %s, wall %v, exits %d, pages touched %d (%d KiB, %d KiB private), committed %d KiB\n",
 		s.Mode, s.Wall.Round(time.Microsecond), s.Exits, s.PagesTouched, s.PagesTouched*4, s.PagesPrivate*4, s.Committed>>10)
-	fmt.Fprintf(w, "time in KVM_RUN %v, in library-OS handlers %v, syscall sites patched %d\n",
-		s.InGuest.Round(time.Microsecond), s.InHandlers.Round(time.Microsecond), s.PatchedSites)
+	fmt.Fprintf(w, "time in KVM_RUN %v, in library-OS handlers %v, syscall sites patched %d, threads %d (at most %d at once)\n",
+		s.InGuest.Round(time.Microsecond), s.InHandlers.Round(time.Microsecond), s.PatchedSites, s.Threads, s.ThreadsPeak)
 	var total uint64
 	for _, c := range s.Syscalls {
 		total += c.Count
