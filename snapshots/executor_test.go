@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/seuss-go/seuss/activation"
 	"github.com/seuss-go/seuss/runtimes"
 	"github.com/seuss-go/seuss/runtimes/conformance"
@@ -382,5 +384,37 @@ func TestConcurrent(t *testing.T) {
 	t.Logf("paths %v", st.Paths)
 	if st.ReservedMB > 4*256 {
 		t.Fatalf("reserved %d MB", st.ReservedMB)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	e := newExec(t, Config{SnapshotDir: t.TempDir()})
+	defer e.Close()
+	run(t, e, pyJob("a", counterPy, "1"), activation.PathBoot, 1)
+	run(t, e, pyJob("b", counterPy, "1"), activation.PathCold, 1)
+	e.WaitSnapshots()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(e)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			k := mf.GetName()
+			for _, l := range m.Label {
+				k += "," + l.GetValue()
+			}
+			if m.Gauge != nil {
+				got[k] = m.Gauge.GetValue()
+			} else if m.Counter != nil {
+				got[k] = m.Counter.GetValue()
+			}
+		}
+	}
+	if got["seuss_deployments_total,B"] != 1 || got["seuss_deployments_total,C"] != 1 || got["seuss_snapshots,function"] != 1 ||
+		got["seuss_snapshots,runtime"] != 1 || got["seuss_live_uc_bytes,private"] <= 0 || got["seuss_function_snapshot_cache_bytes"] <= 0 {
+		t.Fatalf("metrics %v", got)
 	}
 }
