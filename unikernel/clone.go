@@ -153,6 +153,9 @@ func (uc *UC) clone(p sysThread, flags, stack, ptid, ctid, tls uint64) (int, uni
 	if err == nil {
 		_, err = retry(func() (int, error) { return 0, kvm.SetRegs(cpu.fd, &regs) })
 	}
+	if err == nil && parent.gsBase != 0 {
+		err = setMSRs(cpu.fd, map[uint32]uint64{msrGSBase: parent.gsBase})
+	}
 	if err != nil {
 		if cpu != nil {
 			uc.vm.putVCPU(cpu)

@@ -20,20 +20,20 @@ import (
 // counters are plain data, so a snapshot can save them.
 
 const (
-	pollIn     = 0x1
-	pollPri    = 0x2
-	pollOut    = 0x4
-	pollErr    = 0x8
-	pollHup    = 0x10
-	pollNval   = 0x20
-	pollRdHup  = 0x2000
-	epollExcl  = 1 << 28
-	epollWake  = 1 << 29
-	epollOnce  = 1 << 30
-	epollET    = 1 << 31
-	epollCtlAd = 1
-	epollCtlDl = 2
-	epollCtlMd = 3
+	pollIn      = 0x1
+	pollPri     = 0x2
+	pollOut     = 0x4
+	pollErr     = 0x8
+	pollHup     = 0x10
+	pollNval    = 0x20
+	pollRdHup   = 0x2000
+	epollExcl   = 1 << 28
+	epollWake   = 1 << 29
+	epollOnce   = 1 << 30
+	epollET     = 1 << 31
+	epollCtlAdd = 1
+	epollCtlDel = 2
+	epollCtlMod = 3
 )
 
 // pollable is a file whose readiness can be waited for.
@@ -308,7 +308,7 @@ func sysEpollCtl(k *Kernel, _ sysThread, a *[6]uint64) (uint64, unix.Errno) {
 	}
 	var events uint32
 	var data uint64
-	if op != epollCtlDl {
+	if op != epollCtlDel {
 		b, e := k.as.in(a[3], 12)
 		if e != 0 {
 			return 0, e
@@ -324,12 +324,12 @@ func sysEpollCtl(k *Kernel, _ sysThread, a *[6]uint64) (uint64, unix.Errno) {
 		it = nil
 	}
 	switch op {
-	case epollCtlAd:
+	case epollCtlAdd:
 		if it != nil {
 			return 0, unix.EEXIST
 		}
 		ep.interest[fd] = &epollItem{fd: fd, d: d, events: events, data: data}
-	case epollCtlMd:
+	case epollCtlMod:
 		if it == nil {
 			return 0, unix.ENOENT
 		}
@@ -337,7 +337,7 @@ func sysEpollCtl(k *Kernel, _ sysThread, a *[6]uint64) (uint64, unix.Errno) {
 			return 0, unix.EINVAL
 		}
 		it.events, it.data, it.disabled, it.lastCh = events, data, false, nil
-	case epollCtlDl:
+	case epollCtlDel:
 		if it == nil {
 			return 0, unix.ENOENT
 		}
