@@ -481,6 +481,9 @@ const logGrace = 5 * time.Second
 // stored (a few milliseconds) before taking C itself.
 const pendingWait = 100 * time.Millisecond
 
+// captureWait bounds the wait for a C instance to become quiescent after its init.
+const captureWait = 2 * time.Second
+
 // madvPopulateRead is MADV_POPULATE_READ (Linux 5.14): fault pages in, readable.
 const madvPopulateRead = 22
 
@@ -670,7 +673,10 @@ func (e *Executor) captureRuntime(ctx context.Context, inst *instance, kind runt
 // is paused; the page store and the file are written in the background. A failure is
 // logged and the activation goes on.
 func (e *Executor) captureFunction(ctx context.Context, inst *instance, job *activation.Job, initLine []byte) {
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// The launcher is back in read(0) within about a millisecond of its answer; a guest
+	// that is not (a thread busy, or asleep in a call that cannot be restarted) costs the
+	// activation at most this long and goes without a function snapshot.
+	qctx, cancel := context.WithTimeout(ctx, captureWait)
 	defer cancel()
 	t0 := time.Now()
 	if err := inst.uc.WaitQuiescent(qctx); err != nil {
