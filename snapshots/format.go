@@ -15,10 +15,14 @@ import (
 )
 
 // Format versions of the state file. A reader refuses a major it does not know and a
-// minor newer than its own (a newer minor may add fields this reader would drop).
+// minor newer than its own (a newer minor may add fields this reader would drop), and
+// reads every older minor of its major.
+//
+// History: 1.0 the first; 1.1 saves XSAVE without its trailing zero bytes (1.0 readers
+// required all 4 KiB and refuse 1.1 files, as they must).
 const (
 	FormatMajor = 1
-	FormatMinor = 0
+	FormatMinor = 1
 )
 
 var magic = [8]byte{'S', 'E', 'U', 'S', 'S', 'N', 'A', 'P'}
@@ -96,8 +100,8 @@ type File struct {
 //
 //	offset  size  field
 //	0       8     magic "SEUSSNAP"
-//	8       2     format major (little endian)
-//	10      2     format minor
+//	8       2     format major (little endian), 1
+//	10      2     format minor, 1 (see FormatMinor)
 //	12      4     header length H (<= 64 KiB)
 //	16      8     payload length P (<= 256 MiB)
 //	24      8     diff length D (<= 64 MiB)

@@ -24,7 +24,7 @@ func sampleFile() (Header, *unikernel.VMState, []Run) {
 	st := &unikernel.VMState{
 		AddressSpace: 1 << 30, Mode: unikernel.ModePVM,
 		VCPU: []unikernel.ThreadState{{TID: 2, GPRs: [18]uint64{0, 1, 2, 3, 4, 0, 0x3ffff000, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0x401000, 0x202},
-			InCall: true, XSAVE: make([]byte, 4096), FSBase: 0x3f000000, Sigmask: 1}},
+			InCall: true, XSAVE: []byte{0x7f, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x1f}, FSBase: 0x3f000000, Sigmask: 1}},
 		LibOS: unikernel.LibOSState{PID: 2, NextTID: 2, Cwd: "/", Umask: 0o22, Exe: "/usr/bin/python3.11", Argv0: "/usr/bin/python3.11",
 			Sigactions: []unikernel.SigactionState{{Sig: 2, Act: make([]byte, 32)}},
 			Files: []unikernel.FileState{{Kind: unikernel.FileStdin}, {Kind: unikernel.FileOut, Stream: 1, Flags: 1}, {Kind: unikernel.FilePipe, Pipe: 0},
@@ -42,7 +42,10 @@ func sampleFile() (Header, *unikernel.VMState, []Run) {
 	return h, st, runs
 }
 
-const golden = "testdata/function-v1.0.snap"
+const golden = "testdata/function-v1.1.snap"
+
+// goldenOld are files of earlier minors of this major: they must still decode.
+var goldenOld = []string{"testdata/function-v1.0.snap"}
 
 // TestGolden: the 1.0 format decodes as it did when the golden file was written, and
 // encoding the same snapshot gives the same bytes.
@@ -70,6 +73,19 @@ func TestGolden(t *testing.T) {
 	}
 	if !reflect.DeepEqual(f.Header, h) || !reflect.DeepEqual(f.State, st) || !reflect.DeepEqual(f.Runs, runs) {
 		t.Errorf("decoded golden file differs:\n%+v\n%+v", f.Header, f.Runs)
+	}
+	for _, p := range goldenOld {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Decode(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatalf("%s: an older minor must still decode: %v", p, err)
+		}
+		if f.Header.FQN != h.FQN || len(f.State.VCPU) != 1 || len(f.Runs) != len(runs) {
+			t.Errorf("%s decodes differently: %+v", p, f.Header)
+		}
 	}
 }
 
@@ -113,7 +129,7 @@ func TestDecodeChecksContents(t *testing.T) {
 			st.Memory.VMAs[1].End = 2 << 30
 			return r
 		}},
-		{"short XSAVE", func(_ *Header, st *unikernel.VMState, r []Run) []Run { st.VCPU[0].XSAVE = nil; return r }},
+		{"long XSAVE", func(_ *Header, st *unikernel.VMState, r []Run) []Run { st.VCPU[0].XSAVE = make([]byte, 4097); return r }},
 		{"run past the guest", func(_ *Header, _ *unikernel.VMState, r []Run) []Run { r[1].Addr = 1 << 30; return r }},
 		{"overlapping runs", func(_ *Header, _ *unikernel.VMState, r []Run) []Run { r[1].Addr = 0x501000; return r }},
 		{"function without parent", func(h *Header, _ *unikernel.VMState, r []Run) []Run { h.ParentID = ""; return r }},

@@ -485,8 +485,10 @@ func RestoreOnVM(vm *VM, cfg Config, st *VMState, load func(*GuestMemory) error)
 		}
 		c.run.setDirty(0) // the general registers come from KVM_SET_REGS below
 		x := &kvmXSAVE{}
+		var xs [4096]byte
+		copy(xs[:], ts.XSAVE) // saved without its trailing zeros
 		for j := range x.Region {
-			x.Region[j] = binary.LittleEndian.Uint32(ts.XSAVE[4*j:])
+			x.Region[j] = binary.LittleEndian.Uint32(xs[4*j:])
 		}
 		if err := setXSAVE(c.fd, x); err != nil {
 			return fail(err)

@@ -46,8 +46,10 @@ type ThreadState struct {
 	// RIP on the 2-byte port write, so the restored thread makes the call again.
 	InCall bool
 	// KernelMode: captured inside the VMX entry stub (CPL0); restored with kernel CS/SS.
-	KernelMode     bool
-	XSAVE          []byte // struct kvm_xsave, 4 KiB
+	KernelMode bool
+	// XSAVE is struct kvm_xsave (4 KiB) without its trailing zero bytes (most of it: the
+	// AVX-512 state of a thread that never used it); restore pads it.
+	XSAVE          []byte
 	FSBase, GSBase uint64
 
 	ClearTID, RobustList, Sigmask, Rseq uint64
@@ -197,7 +199,7 @@ func (s *VMState) Validate() error {
 		return bad("%d threads", len(s.VCPU))
 	}
 	for i, t := range s.VCPU {
-		if len(t.XSAVE) != 4096 {
+		if len(t.XSAVE) > 4096 {
 			return bad("thread %d: XSAVE of %d bytes", i, len(t.XSAVE))
 		}
 		if len(t.Altstack) != 0 && len(t.Altstack) != 24 {
@@ -627,10 +629,15 @@ func (t *Thread) save(mem []byte) (ThreadState, error) {
 	if err != nil {
 		return s, err
 	}
-	s.XSAVE = make([]byte, 4096)
+	xs := make([]byte, 4096)
 	for i, w := range x.Region {
-		binary.LittleEndian.PutUint32(s.XSAVE[4*i:], w)
+		binary.LittleEndian.PutUint32(xs[4*i:], w)
 	}
+	n := len(xs)
+	for n > 0 && xs[n-1] == 0 {
+		n--
+	}
+	s.XSAVE = xs[:n:n]
 	if s.FSBase, err = getMSR(t.cpu.fd, msrFSBase); err != nil {
 		return s, err
 	}
