@@ -293,18 +293,7 @@ func TestConformancePython(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Known launcher issue (runtimes/python, not the UC): these two cases call
-	// TarFile.extractall(filter=...), which Debian's python 3.11.2 in the root lacks.
-	known := map[string]bool{"tgz_main": true, "zip_invalid_virtualenv": true}
-	var run []conformance.Case
-	for _, c := range cases {
-		if known[c.Name] {
-			t.Logf("skipping %s: the launcher needs TarFile.extractall(filter=), absent from the root's python 3.11.2", c.Name)
-			continue
-		}
-		run = append(run, c)
-	}
-	conformance.RunAll(t, e, "python:3.11", run)
+	conformance.RunAll(t, e, "python:3.11", cases)
 }
 
 func TestConformanceNode(t *testing.T) {
