@@ -13,8 +13,10 @@
 //	loadtest density --kind K --budget SIZE [--json]
 //	loadtest deploy --kind K --n N [--json]
 //
-// Targets (executors) are registered by name in executors.go: process now; seuss and
-// boot once package snapshots provides the UC executor.
+// Targets (executors) are registered by name: process (executors.go), seuss and boot
+// (the UC executor with snapshots on and off, snapshots.go). Measurements: throughput and
+// latency per path (run), instances per GiB (density), per-path deployment time inside
+// the invoker (deploy), CPU per activation, and the invoker's overhead on the H path.
 //
 // It owns only the load generator: scenarios, measurement, reports and plots. It must
 // not reimplement the invoker's wiring (packages kafka, activation, standalone) nor
