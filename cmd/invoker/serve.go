@@ -20,6 +20,7 @@ import (
 	"github.com/seuss-go/seuss/kafka"
 	"github.com/seuss-go/seuss/metrics"
 	"github.com/seuss-go/seuss/runtimes/process"
+	"github.com/seuss-go/seuss/snapshots"
 	"github.com/seuss-go/seuss/store"
 	"github.com/seuss-go/seuss/store/bbolt"
 	"github.com/seuss-go/seuss/store/couchbase"
@@ -46,7 +47,9 @@ var serveEnv = []struct{ flag, env, help string }{
 	{"store", "SEUSS_STORE", "bbolt | couchdb | couchbase (default: couchdb when CONFIG_whisk_couchdb_host is set, else bbolt)"},
 	{"bbolt-path", "SEUSS_BBOLT_PATH", "bbolt store file"},
 	{"spool-dir", "SEUSS_SPOOL_DIR", "where activation records wait while CouchDB or Couchbase is unreachable (bounded, on disk)"},
-	{"executor", "SEUSS_EXECUTOR", "process (host processes; the unikernel executor comes later)"},
+	{"executor", "SEUSS_EXECUTOR", "process (host processes) or uc (unikernel contexts resumed from snapshots; needs /dev/kvm and `make rootfs`)"},
+	{"roots-dir", "SEUSS_ROOTS_DIR", "uc: the runtime roots built by `make rootfs`"},
+	{"snapshot-dir", "SEUSS_SNAPSHOT_DIR", "uc: the snapshot store"},
 	{"drain-timeout", "SEUSS_DRAIN_TIMEOUT", "how long shutdown waits for running activations"},
 	{"kafka-session-timeout", "SEUSS_KAFKA_SESSION_TIMEOUT", "consumer group session timeout (OpenWhisk: 30s; kfake accepts 6s and more)"},
 	{"log-level", "SEUSS_LOG_LEVEL", "debug | info | warn | error"},
@@ -67,6 +70,8 @@ func serveMain(ctx context.Context, args []string) (int, error) {
 	bboltPath := fs.String("bbolt-path", filepath.Join(".seuss", "store.db"), "")
 	spoolDir := fs.String("spool-dir", filepath.Join(".seuss", "spool"), "")
 	executor := fs.String("executor", "process", "")
+	rootsDir := fs.String("roots-dir", filepath.Join(".seuss", "roots"), "")
+	snapshotDir := fs.String("snapshot-dir", filepath.Join(".seuss", "snapshots"), "")
 	drain := fs.Duration("drain-timeout", 2*time.Minute, "")
 	session := fs.Duration("kafka-session-timeout", 30*time.Second, "")
 	logLevel := fs.String("log-level", "info", "")
@@ -121,7 +126,7 @@ func serveMain(ctx context.Context, args []string) (int, error) {
 		st = sp
 	}
 
-	ex, err := newExecutor(*executor, memMB)
+	ex, err := newExecutor(*executor, memMB, *rootsDir, *snapshotDir, log)
 	if err != nil {
 		return 1, err
 	}
@@ -247,16 +252,23 @@ type executorCloser interface {
 	Close() error
 }
 
-func newExecutor(kind string, memMB int) (executorCloser, error) {
+func newExecutor(kind string, memMB int, rootsDir, snapshotDir string, log *slog.Logger) (executorCloser, error) {
+	var env []string
+	if h := apiHost(); h != "" {
+		env = append(env, "__OW_API_HOST="+h)
+	}
 	switch kind {
 	case "process":
-		var env []string
-		if h := apiHost(); h != "" {
-			env = append(env, "__OW_API_HOST="+h)
+		e, err := process.New(process.Config{MemoryBudgetMB: memMB, Env: env})
+		if err != nil {
+			return nil, err
 		}
-		return process.New(process.Config{MemoryBudgetMB: memMB, Env: env})
+		log.Info("process executor", "memory limits", e.MemoryLimitMechanism())
+		return e, nil
+	case "uc":
+		return snapshots.New(snapshots.Config{RootsDir: rootsDir, SnapshotDir: snapshotDir, MemoryBudgetMB: memMB, Env: env, Log: log})
 	default:
-		return nil, fmt.Errorf("%w: --executor %q: want process", errUsage, kind)
+		return nil, fmt.Errorf("%w: --executor %q: want process or uc", errUsage, kind)
 	}
 }
 
