@@ -25,9 +25,11 @@ import (
 	"github.com/seuss-go/seuss/activation"
 	"github.com/seuss-go/seuss/controller"
 	"github.com/seuss-go/seuss/kafka"
+	"github.com/seuss-go/seuss/runtimes"
 	"github.com/seuss-go/seuss/runtimes/process"
 	"github.com/seuss-go/seuss/snapshots"
 	"github.com/seuss-go/seuss/store/bbolt"
+	"github.com/seuss-go/seuss/unikernel"
 )
 
 // Defaults of the command line (OpenWhisk standalone's API port; Kafka's port).
@@ -52,7 +54,9 @@ type Config struct {
 	// KafkaListen is the embedded broker's address; default DefaultKafkaListen. Port 0
 	// picks one.
 	KafkaListen string
-	// ExecutorKind is ExecutorProcess (default) or ExecutorUC.
+	// ExecutorKind is ExecutorUC or ExecutorProcess. Default: ExecutorUC where /dev/kvm
+	// works and both runtime roots are built (DataDir/roots, else .seuss/roots), else
+	// ExecutorProcess (and the log says why).
 	ExecutorKind string
 	// Executor, when set, is used instead of building one from ExecutorKind (the load
 	// generator and tests bring their own). The stack does not close it.
@@ -74,6 +78,8 @@ type Stack struct {
 	KafkaAddr string
 	// DataDir is the data directory in use.
 	DataDir string
+	// ExecutorKind is the executor in use (the default resolved).
+	ExecutorKind string
 	// Controller is the REST API server.
 	Controller *controller.Server
 	// Store is the artifact store.
@@ -96,14 +102,18 @@ func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 	if cfg.KafkaListen == "" {
 		cfg.KafkaListen = DefaultKafkaListen
 	}
-	if cfg.ExecutorKind == "" {
-		cfg.ExecutorKind = ExecutorProcess
-	}
 	if cfg.UserMemoryMB <= 0 {
 		cfg.UserMemoryMB = 2048
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.ExecutorKind == "" {
+		var why string
+		cfg.ExecutorKind, why = defaultExecutor(cfg.DataDir)
+		if why != "" {
+			cfg.Logger.Warn("standalone: unikernel executor not available, running actions in host processes", "why", why)
+		}
 	}
 	log := cfg.Logger
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
@@ -113,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
-	s := &Stack{DataDir: dataDir, cancel: cancel, g: g}
+	s := &Stack{DataDir: dataDir, ExecutorKind: cfg.ExecutorKind, cancel: cancel, g: g}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -221,6 +231,33 @@ func (s *Stack) release() {
 	s.closers = nil
 }
 
+// rootsDir is where the runtime roots are: DATA_DIR/roots (what `make rootfs` builds for
+// `make run`), else .seuss/roots.
+func rootsDir(dataDir string) string {
+	if d := filepath.Join(dataDir, "roots"); dirExists(d) {
+		return d
+	}
+	return filepath.Join(".seuss", "roots")
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// defaultExecutor is uc where it can run (KVM and both roots), else process and why.
+func defaultExecutor(dataDir string) (string, string) {
+	if _, err := unikernel.HostMode(); err != nil {
+		return ExecutorProcess, err.Error()
+	}
+	for _, k := range runtimes.Kinds() {
+		if _, err := runtimes.LoadRoot(runtimes.RootDir(rootsDir(dataDir), k)); err != nil {
+			return ExecutorProcess, err.Error() + " (make rootfs)"
+		}
+	}
+	return ExecutorUC, ""
+}
+
 // newExecutor builds the executor named by cfg.ExecutorKind.
 func newExecutor(cfg Config, dataDir string) (activation.Executor, func(), error) {
 	switch cfg.ExecutorKind {
@@ -232,7 +269,7 @@ func newExecutor(cfg Config, dataDir string) (activation.Executor, func(), error
 		cfg.Logger.Info("process executor", "memory limits", e.MemoryLimitMechanism())
 		return e, func() { e.Close() }, nil
 	case ExecutorUC:
-		e, err := snapshots.New(snapshots.Config{SnapshotDir: filepath.Join(dataDir, "snapshots"), MemoryBudgetMB: cfg.UserMemoryMB, Log: cfg.Logger})
+		e, err := snapshots.New(snapshots.Config{RootsDir: rootsDir(dataDir), SnapshotDir: filepath.Join(dataDir, "snapshots"), MemoryBudgetMB: cfg.UserMemoryMB, Log: cfg.Logger})
 		if err != nil {
 			return nil, nil, fmt.Errorf("standalone: unikernel executor: %w", err)
 		}

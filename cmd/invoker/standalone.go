@@ -21,7 +21,7 @@ func standaloneMain(ctx context.Context, args []string) (int, error) {
 	dataDir := fs.String("data-dir", ".seuss", "directory for the store and snapshots (created if missing)")
 	apiListen := fs.String("api-listen", standalone.DefaultAPIListen, "address of the OpenWhisk REST API")
 	kafkaListen := fs.String("kafka-listen", standalone.DefaultKafkaListen, "address of the embedded Kafka broker")
-	executor := fs.String("executor", standalone.ExecutorProcess, "how actions run: uc (unikernel contexts) or process (host processes)")
+	executor := fs.String("executor", "", "how actions run: uc (unikernel contexts from snapshots; the default where /dev/kvm and the runtime roots exist) or process (host processes)")
 	userMemory := fs.Int("user-memory", 2048, "MB of memory shared by running activations")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: invoker standalone [--data-dir DIR] [--api-listen ADDR] [--kafka-listen ADDR] [--executor uc|process]")
@@ -48,7 +48,7 @@ func standaloneMain(ctx context.Context, args []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	printBanner(os.Stdout, st, *executor)
+	printBanner(os.Stdout, st, st.ExecutorKind)
 	if err := st.Wait(); err != nil {
 		return 1, err
 	}
