@@ -55,6 +55,8 @@ const DefaultMaxThreads = 64
 type threadOps interface {
 	clone(parent sysThread, flags, stack, ptid, ctid, tls uint64) (int, unix.Errno)
 	exitThread(t sysThread, status int)
+	// thread returns the live thread with this id, or nil.
+	thread(tid int) sysThread
 }
 
 func sysClone(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
@@ -273,4 +275,16 @@ func (k *Kernel) warnOnce(key, msg string, args ...any) {
 		return
 	}
 	k.log.Warn(msg, args...)
+}
+
+// thread implements threadOps.
+func (uc *UC) thread(tid int) sysThread {
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	for _, t := range uc.threads {
+		if t.tid == tid && !t.gone {
+			return t
+		}
+	}
+	return nil
 }

@@ -120,7 +120,7 @@ type threadState struct {
 	clearTID   uint64
 	robustList uint64
 	sigmask    uint64
-	sigPending uint64 // self-sent signals blocked when sent (signal.go)
+	sigPending uint64 // signals waiting for delivery, accessed atomically (signal.go)
 	altstack   [24]byte
 	rseq       uint64
 	exiting    bool

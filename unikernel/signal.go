@@ -3,14 +3,17 @@ package unikernel
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
 
 // Signals, as far as runtimes need them.
 //
+// To another thread (tgkill): see sendThread.
+//
 // A UC is one process with no other process to signal it, so signals come only from the
-// guest itself (raise, abort, kill(getpid()), tgkill to its own thread) and from faults.
+// guest itself (raise, abort, kill(getpid()), tgkill to one of its threads) and from faults.
 // A self-sent signal is delivered synchronously, at the return of the system call that
 // sent it, to the calling thread (or left pending while that thread blocks it, and
 // delivered when a later rt_sigprocmask or rt_sigreturn unblocks it): the handler runs on
@@ -81,7 +84,7 @@ func (k *Kernel) sendSelf(t sysThread, sig uint64, code int32) (uint64, unix.Err
 		return 0, 0
 	}
 	if st.sigmask&sigBit(sig) != 0 && sig != uint64(unix.SIGKILL) && sig != uint64(unix.SIGSTOP) {
-		st.sigPending |= sigBit(sig)
+		atomic.OrUint64(&st.sigPending, sigBit(sig))
 		return 0, 0
 	}
 	k.deliver(t, sig, code, 0)
@@ -183,20 +186,27 @@ func (k *Kernel) deliver(t sysThread, sig uint64, code int32, rax uint64) {
 	r.RDX = sp + 8
 }
 
-// deliverPending delivers the lowest pending signal the thread no longer blocks.
-func (k *Kernel) deliverPending(t sysThread, rax uint64) {
+// deliverPending delivers the lowest pending signal the thread no longer blocks, at the
+// return of the current system call whose result is rax. It returns what RAX must be:
+// rax, or 0 when a handler runs first (the frame keeps rax for rt_sigreturn).
+func (k *Kernel) deliverPending(t sysThread, rax uint64) uint64 {
 	st := t.state()
-	ready := st.sigPending &^ st.sigmask
+	ready := atomic.LoadUint64(&st.sigPending) &^ st.sigmask
 	if ready == 0 {
-		return
+		return rax
 	}
 	for sig := uint64(1); sig <= 64; sig++ {
 		if ready&sigBit(sig) != 0 {
-			st.sigPending &^= sigBit(sig)
+			atomic.AndUint64(&st.sigPending, ^sigBit(sig))
+			handler, _, _, _ := k.sigaction(sig)
 			k.deliver(t, sig, siTkill, rax)
-			return
+			if handler > 1 {
+				return 0
+			}
+			return rax
 		}
 	}
+	return rax
 }
 
 // sysRtSigreturn restores the context a handler interrupted from the frame at RSP (the
@@ -229,23 +239,53 @@ func sysRtSigreturn(k *Kernel, t sysThread, _ *[6]uint64) (uint64, unix.Errno) {
 	r.RFLAGS, r.R11 = rflags, rflags
 	st := t.state()
 	st.sigmask = le.Uint64(uc[ucSigmask:]) &^ unblockable
-	k.deliverPending(t, rax)
-	if r.RIP != rip {
-		return 0, 0 // a pending signal's handler runs first
-	}
-	return rax, 0
+	// A signal it unblocked runs now; dispatch would see it too, but with rax as the
+	// result of the call.
+	return k.deliverPending(t, rax), 0
 }
 
 func sysTgkillSelf(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
-	if int(a[0]) != k.pid || int(a[1]) != t.TID() {
+	if int32(a[0]) != int32(k.pid) {
 		return 0, unix.ESRCH
+	}
+	if int(a[1]) != t.TID() {
+		return k.sendThread(int(a[1]), a[2])
 	}
 	return k.sendSelf(t, a[2], siTkill)
 }
 
+// sendThread is tgkill of another thread of the UC: a signal with a handler waits in the
+// target's pending set and runs when the target's current or next system call returns (a
+// thread blocked in a long wait sees it late: the wait is not interrupted); one whose
+// action is to terminate ends the UC at once, as it would end the process.
+func (k *Kernel) sendThread(tid int, sig uint64) (uint64, unix.Errno) {
+	if sig > 64 {
+		return 0, unix.EINVAL
+	}
+	if k.threads == nil {
+		return 0, unix.ESRCH
+	}
+	target := k.threads.thread(tid)
+	if target == nil {
+		return 0, unix.ESRCH
+	}
+	if sig == 0 {
+		return 0, 0
+	}
+	handler, _, _, _ := k.sigaction(sig)
+	switch {
+	case handler == 1 || handler == 0 && defaultIgnored(sig):
+	case handler == 0:
+		k.exitGroup(128 + int(sig))
+	default:
+		atomic.OrUint64(&target.state().sigPending, sigBit(sig))
+	}
+	return 0, 0
+}
+
 func sysTkillSelf(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
 	if int(a[0]) != t.TID() {
-		return 0, unix.ESRCH
+		return k.sendThread(int(a[0]), a[1])
 	}
 	return k.sendSelf(t, a[1], siTkill)
 }
@@ -260,11 +300,8 @@ func sysKillSelf(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
 // sysRtSigprocmaskDeliver is rt_sigprocmask followed by the delivery of a pending signal
 // it unblocked.
 func sysRtSigprocmaskDeliver(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
-	r, e := sysRtSigprocmask(k, t, a)
-	if e == 0 {
-		k.deliverPending(t, 0)
-	}
-	return r, e
+	// dispatch delivers a pending signal this unblocked, as the call returns.
+	return sysRtSigprocmask(k, t, a)
 }
 
 func init() {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -122,10 +123,14 @@ func (k *Kernel) dispatch(t sysThread, nr uint64, a *[6]uint64) uint64 {
 		return errRet(unix.ENOSYS)
 	}
 	r, e := h(k, t, a)
+	ret := r
 	if e != 0 {
-		return errRet(e)
+		ret = errRet(e)
 	}
-	return r
+	if st := t.state(); atomic.LoadUint64(&st.sigPending) != 0 {
+		ret = k.deliverPending(t, ret) // a signal from another thread (signal.go)
+	}
+	return ret
 }
 
 func errRet(e unix.Errno) uint64 { return uint64(-int64(e)) }

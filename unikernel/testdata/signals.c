@@ -2,6 +2,7 @@
 // "done N"; the exit status is N. Mode "term" ends by raise(SIGTERM) with no handler.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +34,17 @@ static void h2(int sig) {
 static void halt(int sig) {
 	int local;
 	onalt = (uintptr_t)&local >= (uintptr_t)altstack && (uintptr_t)&local < (uintptr_t)altstack + sizeof altstack;
+}
+
+// pthread_kill: the handler runs on the target thread (at its next system call return).
+static volatile int handled_tid, stop_worker;
+static void hthread(int sig) { handled_tid = syscall(SYS_gettid); stop_worker = 1; }
+static volatile int worker_tid;
+static void *worker(void *arg) {
+	worker_tid = syscall(SYS_gettid);
+	while (!stop_worker)
+		getppid();
+	return 0;
 }
 
 int main(int argc, char **argv) {
@@ -99,6 +111,17 @@ int main(int argc, char **argv) {
 	got = 0;
 	raise(SIGURG);
 	CHECK("resethand-second", got == 0);
+
+	signal(SIGUSR2, hthread);
+	pthread_t w;
+	pthread_create(&w, 0, worker, 0);
+	while (!worker_tid)
+		usleep(1000);
+	CHECK("pthread-kill", pthread_kill(w, SIGUSR2) == 0);
+	pthread_join(w, 0);
+	CHECK("handler-on-target-thread", handled_tid == worker_tid && handled_tid != getpid());
+	errno = 0;
+	CHECK("tgkill-esrch", syscall(SYS_tgkill, getpid(), 99999, SIGUSR2) == -1 && errno == ESRCH);
 
 	printf("done %d\n", fails);
 	return fails;
