@@ -19,6 +19,7 @@ import (
 	"github.com/seuss-go/seuss/activation/activationtest"
 	"github.com/seuss-go/seuss/kafka"
 	"github.com/seuss-go/seuss/runtimes/process"
+	"github.com/seuss-go/seuss/snapshots"
 	"github.com/seuss-go/seuss/store/bbolt"
 )
 
@@ -261,9 +262,12 @@ type env struct {
 	store  *bbolt.Store
 	flaky  *activationtest.FlakyStore
 	ctrl   *controller
-	exec   *process.Executor
-	inv    *kafka.Invoker
-	stop   func()
+	exec   interface {
+		activation.Executor
+		Close() error
+	}
+	inv  *kafka.Invoker
+	stop func()
 }
 
 func freeAddr(t testing.TB) string {
@@ -318,9 +322,21 @@ func newEnvNoInvoker(t testing.TB) *env {
 	e.store = st
 	t.Cleanup(func() { st.Close() })
 	e.flaky = activationtest.NewFlakyStore(st)
-	e.exec, err = process.New(process.Config{TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
+	if os.Getenv("SEUSS_TEST_EXECUTOR") == "uc" {
+		// The same suite over unikernel contexts: SEUSS_TEST_EXECUTOR=uc (needs
+		// /dev/kvm and `make rootfs`).
+		roots, _ := filepath.Abs("../.seuss/roots")
+		uc, err := snapshots.New(snapshots.Config{RootsDir: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.exec = uc
+	} else {
+		pe, err := process.New(process.Config{TempDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.exec = pe
 	}
 	t.Cleanup(func() { e.exec.Close() })
 	e.ctrl = newController(t, e.addr)
