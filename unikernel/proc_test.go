@@ -1,8 +1,11 @@
 package unikernel
 
 import (
+	"context"
+	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,5 +49,66 @@ func TestProcFiles(t *testing.T) {
 	}
 	if _, e := k.openProc("/proc/self/stat", unix.O_RDWR); e != unix.EACCES {
 		t.Errorf("open for writing: %v, want EACCES", e)
+	}
+}
+
+// TestProcFileCaptured: a /proc file held open is saved (kind, offset) by Capture and
+// regenerated for the restored library OS, at the same offset.
+func TestProcFileCaptured(t *testing.T) {
+	requireKVM(t)
+	root := testRoot(t, "threads")
+	inR, inW := io.Pipe()
+	defer inW.Close()
+	out := &lockedBuilder{b: &strings.Builder{}}
+	cfg := Config{Root: root, Timeout: time.Minute, Stdin: inR, Stdout: out}
+	uc, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	if err := uc.Load([]string{"/threads", "procfd"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := uc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := uc.WaitQuiescent(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "fd 3 read 3\n" {
+		t.Fatalf("output %q", got)
+	}
+	st, err := uc.Capture()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fs *FileState
+	for i := range st.LibOS.Files {
+		if st.LibOS.Files[i].Kind == FileProc {
+			fs = &st.LibOS.Files[i]
+		}
+	}
+	if fs == nil || fs.Path != "/proc/self/stat" || fs.Offset != 3 {
+		t.Fatalf("proc file not saved: %+v", st.LibOS.Files)
+	}
+	uc2, err := New(Config{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc2.Close()
+	uc2.k.exe = "/threads"
+	if err := uc2.restoreLibOS(&st.LibOS); err != nil {
+		t.Fatal(err)
+	}
+	d, e := uc2.k.fds.get(3)
+	if e != 0 {
+		t.Fatalf("fd 3 after restore: %v", e)
+	}
+	b := make([]byte, 64)
+	n, _ := d.f.read(uc2.k, b)
+	if !strings.HasPrefix(string(b[:n]), "threads) R ") {
+		t.Fatalf("restored /proc/self/stat reads %q at offset 3", b[:n])
 	}
 }

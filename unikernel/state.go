@@ -96,6 +96,7 @@ const (
 	FileEvent = "event" // an eventfd
 	FileEpoll = "epoll" // an epoll instance (its registrations in Items)
 	FileSock  = "sock"  // an end of a socketpair: reads Pipe, writes Pipe2
+	FileProc  = "proc"  // a generated /proc file: regenerated from the restored UC, at Offset
 )
 
 // FileState is one open file description.
@@ -235,7 +236,7 @@ func (s *VMState) Validate() error {
 			return bad("file %d path", i)
 		}
 		switch f.Kind {
-		case FileStdin, FileHost, FileTmp, FileDev:
+		case FileStdin, FileHost, FileTmp, FileDev, FileProc:
 		case FileOut:
 			if f.Stream < 1 || f.Stream > 64 {
 				return bad("file %d stream %d", i, f.Stream)
@@ -433,6 +434,10 @@ func saveFile(d *ofd, stdin *pipe, pipes map[*pipe]int, s *LibOSState) (FileStat
 		f.mu.Unlock()
 	case *devFile:
 		fs.Kind, fs.Path = FileDev, f.name
+	case *procFile:
+		f.mu.Lock()
+		fs.Kind, fs.Offset = FileProc, f.off
+		f.mu.Unlock()
 	default:
 		return fs, fmt.Errorf("unikernel: capture: an open %T cannot be saved yet", d.f)
 	}
@@ -558,6 +563,14 @@ func (uc *UC) restoreLibOS(s *LibOSState) error {
 			d.f = &tmpFile{fs: k.tmp, node: node, path: fs.Path, off: fs.Offset, append: fs.Append}
 		case FileDev:
 			d.f = &devFile{name: fs.Path}
+		case FileProc:
+			pf, e := k.openProc(fs.Path, unix.O_RDONLY)
+			if e != 0 {
+				closeOFDs(ofds)
+				return fmt.Errorf("%w: open %s: %v", ErrBadState, fs.Path, e)
+			}
+			pf.(*procFile).off = max(fs.Offset, 0)
+			d.f = pf
 		case FileEvent:
 			ef := &eventFile{count: fs.Count, semaphore: fs.Semaphore, changed: make(chan struct{})}
 			ef.nonblock.Store(fs.Flags&unix.O_NONBLOCK != 0)

@@ -162,6 +162,15 @@ int main(int argc, char **argv) {
 		printf("touched 100 GiB unhindered\n");
 		return 0;
 	}
+	if (argc > 1 && strcmp(argv[1], "procfd") == 0) {
+		// Hold /proc/self/stat open, part read, while blocked in read(0) (a snapshot point).
+		int fd = open("/proc/self/stat", O_RDONLY);
+		char b[8];
+		printf("fd %d read %zd\n", fd, read(fd, b, 3));
+		fflush(stdout);
+		read(0, b, 1);
+		return 0;
+	}
 	if (argc > 1 && strcmp(argv[1], "spin") == 0) {
 		// Every thread computes forever without a system call.
 		pthread_t t;
