@@ -1092,3 +1092,45 @@ func (e *Executor) Memory() Memory {
 	}
 	return m
 }
+
+// Prepare makes sure the kind's runtime snapshot exists, booting and capturing it if
+// needed (what the first B would do), so that the first activation of the kind takes C.
+func (e *Executor) Prepare(ctx context.Context, kindName string) error {
+	if e.store == nil {
+		return nil
+	}
+	e.mu.Lock()
+	closed := e.closed
+	if !closed {
+		e.captures.add() // Close waits for it
+	}
+	e.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	defer e.captures.done()
+	kind, err := runtimes.Resolve(kindName)
+	if err != nil {
+		return err
+	}
+	root, err := e.root(kind)
+	if err != nil {
+		return err
+	}
+	lock := e.kindLock(kind.Name)
+	lock.Lock()
+	defer lock.Unlock()
+	if e.store.Runtime(kind.Name, root.Digest()) != nil {
+		return nil
+	}
+	job := &activation.Job{Kind: kind.Name, Limits: activation.Limits{Timeout: time.Minute, MemoryMB: 256}}
+	inst, err := e.boot(ctx, kind, root, job, true)
+	if err != nil {
+		return err
+	}
+	inst.close()
+	if e.store.Runtime(kind.Name, root.Digest()) == nil {
+		return fmt.Errorf("snapshots: prepare %s: no runtime snapshot captured", kind.Name)
+	}
+	return nil
+}

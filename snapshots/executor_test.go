@@ -275,6 +275,22 @@ func TestBudgetSharedPages(t *testing.T) {
 	}
 }
 
+// TestPrepare: a prepared kind's first activation takes C.
+func TestPrepare(t *testing.T) {
+	e := newExec(t, Config{SnapshotDir: t.TempDir()})
+	defer e.Close()
+	if err := e.Prepare(context.Background(), "python:3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Prepare(context.Background(), "python:3.11"); err != nil {
+		t.Fatal(err)
+	}
+	run(t, e, pyJob("a", counterPy, "1"), activation.PathCold, 1)
+	if st := e.Stats(); st.Live != 1 {
+		t.Fatalf("the prepared UC was kept: %+v", st)
+	}
+}
+
 // TestBootBaseline: with snapshots off every cold start boots.
 func TestBootBaseline(t *testing.T) {
 	e := newExec(t, Config{NoSnapshots: true})

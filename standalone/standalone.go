@@ -273,6 +273,14 @@ func newExecutor(cfg Config, dataDir string) (activation.Executor, func(), error
 		if err != nil {
 			return nil, nil, fmt.Errorf("standalone: unikernel executor: %w", err)
 		}
+		// Runtime snapshots ahead of the first activations (which would otherwise boot).
+		for _, k := range runtimes.Kinds() {
+			go func() {
+				if err := e.Prepare(context.Background(), k.Name); err != nil {
+					cfg.Logger.Warn("standalone: runtime snapshot not prepared", "kind", k.Name, "err", err)
+				}
+			}()
+		}
 		return e, func() { e.Close() }, nil
 	default:
 		return nil, nil, fmt.Errorf("standalone: unknown executor %q (want %s or %s)", cfg.ExecutorKind, ExecutorUC, ExecutorProcess)
