@@ -515,6 +515,7 @@ func RestoreOnVM(vm *VM, cfg Config, st *VMState, load func(*GuestMemory) error)
 		}
 		t := &Thread{uc: uc, tid: ts.TID, cpu: c, fsBase: ts.FSBase, gsBase: ts.GSBase}
 		t.ts.clearTID, t.ts.robustList, t.ts.sigmask, t.ts.rseq = ts.ClearTID, ts.RobustList, ts.Sigmask, ts.Rseq
+		t.ts.sigPending = ts.SigPending
 		copy(t.ts.altstack[:], ts.Altstack)
 		uc.threads = append(uc.threads, t)
 	}

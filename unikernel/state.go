@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -53,6 +54,8 @@ type ThreadState struct {
 	FSBase, GSBase uint64
 
 	ClearTID, RobustList, Sigmask, Rseq uint64
+	// SigPending: signals sent to the thread and not yet delivered (signal.go).
+	SigPending uint64 `json:",omitempty"`
 	Altstack                            []byte
 }
 
@@ -659,6 +662,7 @@ func (t *Thread) save(mem []byte) (ThreadState, error) {
 	}
 	ts := &t.ts
 	s.ClearTID, s.RobustList, s.Sigmask, s.Rseq = ts.clearTID, ts.robustList, ts.sigmask, ts.rseq
+	s.SigPending = atomic.LoadUint64(&ts.sigPending)
 	if ts.altstack != ([24]byte{}) {
 		s.Altstack = append([]byte(nil), ts.altstack[:]...)
 	}
