@@ -56,7 +56,7 @@ type ThreadState struct {
 	ClearTID, RobustList, Sigmask, Rseq uint64
 	// SigPending: signals sent to the thread and not yet delivered (signal.go).
 	SigPending uint64 `json:",omitempty"`
-	Altstack                            []byte
+	Altstack   []byte
 }
 
 // LibOSState is the library OS (Kernel) apart from the memory map.
