@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/seuss-go/seuss/runtimes"
 	"github.com/seuss-go/seuss/snapshots"
 	"github.com/seuss-go/seuss/unikernel"
 )
@@ -23,7 +24,7 @@ func snapshotUsage() {
 	fmt.Fprintln(os.Stderr, `usage: invoker snapshot ls      [--snapshot-dir DIR] [--json]
        invoker snapshot inspect [--snapshot-dir DIR] ID
        invoker snapshot rm      [--snapshot-dir DIR] ID...
-       invoker snapshot gc      [--snapshot-dir DIR] [--budget 1GiB]
+       invoker snapshot gc      [--snapshot-dir DIR] [--budget 1GiB] [--roots .seuss/roots]
 ls and inspect read a directory an invoker may be using; rm and gc need it to be stopped.`)
 }
 
@@ -40,6 +41,7 @@ func snapshotMain(_ context.Context, args []string) (int, error) {
 	dir := fs.String("snapshot-dir", filepath.Join(".seuss", "snapshots"), "snapshot directory (standalone keeps it under its --data-dir)")
 	asJSON := fs.Bool("json", false, "ls: one JSON array")
 	budget := fs.String("budget", "", "gc: evict function snapshots beyond this many bytes (default: 1GiB)")
+	roots := fs.String("roots", "", "gc: also delete runtime snapshots (and their function snapshots) of roots no longer current in this roots directory")
 	fs.Usage = snapshotUsage
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -100,9 +102,33 @@ func snapshotMain(_ context.Context, args []string) (int, error) {
 			return 1, err
 		}
 		defer st.Close()
+		stale := 0
+		if *roots != "" {
+			for _, en := range st.List() {
+				if en.Type != snapshots.TypeRuntime {
+					continue
+				}
+				f, err := st.Inspect(en.ID)
+				if err != nil {
+					continue
+				}
+				k, err := runtimes.Resolve(f.Header.Kind)
+				if err != nil {
+					continue
+				}
+				r, err := runtimes.LoadRoot(runtimes.RootDir(*roots, k))
+				if err != nil || r.Digest() != f.Header.RootDigest {
+					st.RemoveRuntime(en.ID)
+					stale++
+				}
+			}
+		}
 		evicted, freed, err := st.GC(b)
 		if err != nil {
 			return 1, err
+		}
+		if *roots != "" {
+			fmt.Printf("deleted %d runtime snapshots of roots no longer in %s\n", stale, *roots)
 		}
 		used, _, n := st.Usage()
 		fmt.Printf("evicted %d function snapshots, page file shrank by %d KiB; %d function snapshots, %d KiB, budget %d KiB\n", evicted, freed>>10, n, used>>10, b>>10)
