@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 //go:embed nodejs/launcher.js
@@ -96,7 +97,40 @@ func Resolve(kind string) (Kind, error) {
 			}
 		}
 	}
+	// A stock controller resolves "nodejs:default" through its own runtimes manifest,
+	// which may name another version (the devtools manifest says nodejs:14), and its
+	// health-test action arrives with that kind: the invoker must run it to become
+	// healthy. So other versions of a family run on the one runtime seuss has for it.
+	if lang, version, ok := strings.Cut(kind, ":"); ok {
+		for _, k := range kinds {
+			if k.lang == lang && compatibleVersion(k.Name, version) {
+				return k, nil
+			}
+		}
+	}
 	return Kind{}, fmt.Errorf("%w %q", ErrUnknownKind, kind)
+}
+
+// compatibleVersion reports whether version ("14", "3.9") names a release of the
+// family whose canonical kind is name: any Node.js major for nodejs, any Python 3 minor
+// for python.
+func compatibleVersion(name, version string) bool {
+	major, minor, hasMinor := strings.Cut(version, ".")
+	if _, err := strconv.Atoi(major); err != nil {
+		return false
+	}
+	if hasMinor {
+		if _, err := strconv.Atoi(minor); err != nil {
+			return false
+		}
+	}
+	switch {
+	case strings.HasPrefix(name, "nodejs:"):
+		return !hasMinor
+	case strings.HasPrefix(name, "python:"):
+		return major == "3"
+	}
+	return false
 }
 
 // Language is "nodejs" or "python": the directory under runtimes/ of its launcher.

@@ -49,14 +49,18 @@ func TestResolve(t *testing.T) {
 	for in, want := range map[string]string{
 		"nodejs:20": "nodejs:20", "nodejs:default": "nodejs:20",
 		"python:3.11": "python:3.11", "python:3": "python:3.11", "python:default": "python:3.11",
+		// Other versions of a family, as a stock controller's manifest may name them.
+		"nodejs:14": "nodejs:20", "nodejs:18": "nodejs:20", "python:3.7": "python:3.11", "python:3.12": "python:3.11",
 	} {
 		k, err := Resolve(in)
 		if err != nil || k.Name != want {
 			t.Errorf("Resolve(%q) = %q, %v", in, k.Name, err)
 		}
 	}
-	if _, err := Resolve("java:8"); !errors.Is(err, ErrUnknownKind) {
-		t.Errorf("Resolve(java:8): %v", err)
+	for _, bad := range []string{"java:8", "python:2.7", "python:3.x", "nodejs:20.1", "nodejs:", "blackbox", "go:1.22"} {
+		if _, err := Resolve(bad); !errors.Is(err, ErrUnknownKind) {
+			t.Errorf("Resolve(%q): %v", bad, err)
+		}
 	}
 	k, _ := Resolve("python:3")
 	if got := k.Argv(); len(got) != 5 || got[0] != "/usr/bin/python3.11" || got[4] != "/seuss/launcher.py" {
