@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +18,16 @@ import (
 	"github.com/seuss-go/seuss/activation"
 	"github.com/seuss-go/seuss/controller"
 	"github.com/seuss-go/seuss/controller/controllertest"
+	"github.com/seuss-go/seuss/store/bbolt"
 )
 
-// stack is a controller on an in-memory Kafka broker, with the invoker double behind it.
+// stack is a controller on an in-memory Kafka broker and a real bbolt store, with the
+// invoker double behind it (it produces every ack form on demand, whisk errors and lost
+// acks included, which a real invoker gives only by failing).
 type stack struct {
 	srv      *controller.Server
 	http     *httptest.Server
-	store    *controllertest.MemStore
+	store    *bbolt.Store
 	client   *whisk.Client
 	messages chan *activation.ActivationMessage
 }
@@ -77,7 +81,11 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(bus.Close)
-	st := controllertest.NewMemStore()
+	st, err := bbolt.Open(filepath.Join(t.TempDir(), "seuss.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
 	srv, err := controller.New(controller.Config{Store: st, Bus: bus, PollInterval: 20 * time.Millisecond, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
