@@ -592,15 +592,24 @@ func (uc *UC) PresentRuns() ([][2]uint64, error) {
 // shell no UC runs in yet.
 func (vm *VM) GuestMemory() *GuestMemory { return &GuestMemory{vm: vm} }
 
+// DirtyRange is a range of a recycled VM's guest memory that may differ from what the
+// restore loaded: pages the UC made its own or remapped (File: it mapped another file
+// there).
+type DirtyRange struct {
+	Start, End uint64
+	File       bool
+}
+
 // RecycleVM takes the VM of a closed UC that was restored from a snapshot and makes it a
 // shell again, for another restore of the same runtime snapshot: reset is given every
 // range of guest memory that may differ from what the restore loaded (pages the UC made
-// its own, from the host's page tables, and every range it remapped) and must load the
-// runtime image there again; the vCPUs are set up afresh. What the UC never wrote stays
-// mapped, and the hypervisor's page tables for it stay filled: the next guest finds the
-// runtime's pages without faulting them in again. Only a UC that ended by Close while
-// every thread was parked or asleep in a call (an idle UC) may be recycled.
-func (uc *UC) RecycleVM(reset func(g *GuestMemory, dirty [][2]uint64) error) (*VM, error) {
+// its own, from the host's page tables, and every range it remapped) and must put the
+// runtime image back there; the vCPUs are reset. What the UC never wrote stays mapped,
+// so the host's and (when reset changes no mapping) the hypervisor's page tables stay
+// filled: the next guest finds the runtime's pages without faulting them in again. Only
+// a UC that ended by Close while every thread was parked or asleep in a call (an idle UC)
+// may be recycled.
+func (uc *UC) RecycleVM(reset func(g *GuestMemory, dirty []DirtyRange) error) (*VM, error) {
 	uc.mu.Lock()
 	st := uc.state
 	uc.mu.Unlock()
@@ -613,23 +622,49 @@ func (uc *UC) RecycleVM(reset func(g *GuestMemory, dirty [][2]uint64) error) (*V
 		return nil, err
 	}
 	defer pm.Close()
-	var spans [][2]uint64
+	var own, files [][2]uint64
 	if err := scanPagemap(pm, vm.mem, userBase, vm.Size, true, func(a, e uint64) {
-		if e&pmSwapped == 0 && (e&pmPresent == 0 || e&pmFile != 0) {
+		if e&pmSwapped == 0 && e&pmFile != 0 {
 			return
 		}
-		if n := len(spans); n > 0 && spans[n-1][1] == a {
-			spans[n-1][1] = a + pageSize
+		if n := len(own); n > 0 && own[n-1][1] == a {
+			own[n-1][1] = a + pageSize
 			return
 		}
-		spans = append(spans, [2]uint64{a, a + pageSize})
+		own = append(own, [2]uint64{a, a + pageSize})
 	}); err != nil {
 		return nil, err
 	}
 	for _, r := range uc.track.ranges() {
-		spans = append(spans, [2]uint64{r.start, r.end})
+		if r.kind == remapFile {
+			files = append(files, [2]uint64{r.start, r.end})
+		} else {
+			own = append(own, [2]uint64{r.start, r.end})
+		}
 	}
-	if err := reset(&GuestMemory{vm: vm}, mergeSpans(spans)); err != nil {
+	files = mergeSpans(files)
+	var dirty []DirtyRange
+	for _, f := range files {
+		dirty = append(dirty, DirtyRange{Start: f[0], End: f[1], File: true})
+	}
+	// The rest, with the file ranges carved out (those are remapped whole).
+	for _, o := range mergeSpans(own) {
+		a := o[0]
+		for _, f := range files {
+			if f[1] <= a || f[0] >= o[1] {
+				continue
+			}
+			if a < f[0] {
+				dirty = append(dirty, DirtyRange{Start: a, End: f[0]})
+			}
+			a = max(a, f[1])
+		}
+		if a < o[1] {
+			dirty = append(dirty, DirtyRange{Start: a, End: o[1]})
+		}
+	}
+	sort.Slice(dirty, func(i, j int) bool { return dirty[i].Start < dirty[j].Start })
+	if err := reset(&GuestMemory{vm: vm}, dirty); err != nil {
 		return nil, err
 	}
 	vm.mu.Lock()
