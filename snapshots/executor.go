@@ -803,8 +803,17 @@ func (e *Executor) restore(kind runtimes.Kind, root *runtimes.Root, job *activat
 		for _, r := range f.File.Runs {
 			n := uint64(r.Pages) * unikernel.PageSize
 			if r.Zero {
-				if err := g.Zero(r.Addr, n); err != nil {
+				// Clear what is not zero already rather than mapping fresh memory: no mapping
+				// changes, so a recycled VM keeps its page tables (untouched pages read as
+				// the zero page or the runtime file's page, and stay mapped).
+				b, err := g.Bytes(r.Addr, n)
+				if err != nil {
 					return err
+				}
+				for i := uint64(0); i < n; i += unikernel.PageSize {
+					if p := b[i : i+unikernel.PageSize]; !allZero(p) {
+						clear(p)
+					}
 				}
 				continue
 			}
@@ -1163,4 +1172,13 @@ func (e *Executor) Prepare(ctx context.Context, kindName string) error {
 		return fmt.Errorf("snapshots: prepare %s: no runtime snapshot captured", kind.Name)
 	}
 	return nil
+}
+
+func allZero(p []byte) bool {
+	for _, c := range p {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
