@@ -34,6 +34,7 @@ type PageStore struct {
 	// view maps pages.dat read-only (address space for maxSlots pages is reserved once,
 	// so it never moves): a restore copies pages out of it without a system call.
 	view []byte
+	ro   bool // opened read-only (another process owns the store)
 
 	mu     sync.Mutex
 	byHash map[[32]byte]uint32
@@ -44,20 +45,29 @@ type PageStore struct {
 }
 
 // OpenPageStore opens (creating) the store in dir.
-func OpenPageStore(dir string) (*PageStore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+func OpenPageStore(dir string) (*PageStore, error) { return openPageStore(dir, false) }
+
+// OpenPageStoreReadOnly opens a store another process may be writing, for reading only:
+// nothing is created, truncated or written.
+func OpenPageStoreReadOnly(dir string) (*PageStore, error) { return openPageStore(dir, true) }
+
+func openPageStore(dir string, ro bool) (*PageStore, error) {
+	flags := os.O_RDWR | os.O_CREATE
+	if ro {
+		flags = os.O_RDONLY
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("sharing: open page store: %w", err)
 	}
-	data, err := os.OpenFile(filepath.Join(dir, "pages.dat"), os.O_RDWR|os.O_CREATE, 0o644)
+	data, err := os.OpenFile(filepath.Join(dir, "pages.dat"), flags, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("sharing: open page store: %w", err)
 	}
-	idx, err := os.OpenFile(filepath.Join(dir, "pages.idx"), os.O_RDWR|os.O_CREATE, 0o644)
+	idx, err := os.OpenFile(filepath.Join(dir, "pages.idx"), flags, 0o644)
 	if err != nil {
 		data.Close()
 		return nil, fmt.Errorf("sharing: open page store: %w", err)
 	}
-	s := &PageStore{dir: dir, data: data, idx: idx, byHash: map[[32]byte]uint32{}}
+	s := &PageStore{dir: dir, data: data, idx: idx, byHash: map[[32]byte]uint32{}, ro: ro}
 	s.view, err = unix.Mmap(int(data.Fd()), 0, maxSlots*PageSize, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_NORESERVE)
 	if err != nil {
 		data.Close()
@@ -85,14 +95,16 @@ func (s *PageStore) load() error {
 		return fmt.Errorf("sharing: read page index: %w", err)
 	}
 	n := len(b) / 36
-	if len(b)%36 != 0 {
+	if len(b)%36 != 0 && !s.ro {
 		// A torn last record: drop it.
 		if err := s.idx.Truncate(int64(n * 36)); err != nil {
 			return err
 		}
 	}
-	if _, err := s.idx.Seek(int64(n*36), io.SeekStart); err != nil {
-		return err
+	if !s.ro {
+		if _, err := s.idx.Seek(int64(n*36), io.SeekStart); err != nil {
+			return err
+		}
 	}
 	s.hashes = make([][32]byte, slots)
 	known := make([]bool, slots)

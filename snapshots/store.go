@@ -166,7 +166,11 @@ func openStore(dir string, budget int64, log *slog.Logger, readOnly bool) (*Stor
 		}
 		s.lock = lock
 	}
-	pages, err := sharing.OpenPageStore(filepath.Join(dir, "pages"))
+	open := sharing.OpenPageStore
+	if readOnly {
+		open = sharing.OpenPageStoreReadOnly
+	}
+	pages, err := open(filepath.Join(dir, "pages"))
 	if err != nil {
 		if s.lock != nil {
 			s.lock.Close()
