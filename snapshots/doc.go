@@ -47,11 +47,28 @@
 // # Files
 //
 // A Store directory (Config.SnapshotDir) holds runtimes/<id>.snap and <id>.mem,
-// functions/<id>.snap and pages/ (see Store). The state file format is drawn in
-// format.go: magic "SEUSSNAP", format version 1.0 (independent of releases; a reader
-// refuses an unknown major or a newer minor), lengths capped, a JSON header, the JSON
-// VMState, the page runs, and a SHA-256 over all of it. Golden files per format version
-// are in testdata/.
+// functions/<id>.snap and pages/ (see Store). A state file (.snap), format 1.1 (the
+// format version is independent of releases; a reader refuses an unknown major or a newer
+// minor and reads every older minor of its major; golden files per version in testdata/):
+//
+//	offset  size  field
+//	0       8     magic "SEUSSNAP"
+//	8       2     format major (little endian), 1
+//	10      2     format minor, 1 (see FormatMinor)
+//	12      4     header length H (<= 64 KiB)
+//	16      8     payload length P (<= 256 MiB)
+//	24      8     diff length D (<= 64 MiB)
+//	32      H     header: JSON of Header
+//	32+H    P     payload: JSON of unikernel.VMState
+//	32+H+P  D     runs: R runs, then the page references, little endian:
+//	                u32 R; R x {u64 addr, u32 pages, u32 flags (bit 0: zero, bit 1: in
+//	                the memory file)}; for each page of each run with neither flag, in
+//	                order: {u32 slot, [32]byte sha256}
+//	end-32  32    SHA-256 of everything before it
+//
+// A runtime snapshot's memory is a separate sparse file, <id>.mem, offset = guest
+// address; its data pages hash to Header.MemoryDigest. A function snapshot's pages live in
+// the shared page store (package sharing), found by slot and checked by hash.
 //
 // # Sharing
 //

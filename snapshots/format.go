@@ -96,26 +96,7 @@ type File struct {
 	Size   int64
 }
 
-// The state file:
-//
-//	offset  size  field
-//	0       8     magic "SEUSSNAP"
-//	8       2     format major (little endian), 1
-//	10      2     format minor, 1 (see FormatMinor)
-//	12      4     header length H (<= 64 KiB)
-//	16      8     payload length P (<= 256 MiB)
-//	24      8     diff length D (<= 64 MiB)
-//	32      H     header: JSON of Header
-//	32+H    P     payload: JSON of unikernel.VMState
-//	32+H+P  D     runs: R runs, then the page references, little endian:
-//	                u32 R; R x {u64 addr, u32 pages, u32 flags (bit 0: zero, bit 1: in
-//	                the memory file)}; for each page of each run with neither flag, in
-//	                order: {u32 slot, [32]byte sha256}
-//	end-32  32    SHA-256 of everything before it
-//
-// A runtime snapshot's memory is a separate sparse file, <id>.mem, offset = guest
-// address; its data pages hash to Header.MemoryDigest. A function snapshot's pages live in
-// the shared page store (package sharing), found by slot and checked by hash.
+// The state file's layout is drawn in the package comment (doc.go).
 
 // Encode writes a state file.
 func Encode(w io.Writer, h *Header, st *unikernel.VMState, runs []Run) (digest string, err error) {
