@@ -113,6 +113,15 @@ func TestQuickstart(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
+	// Where KVM works, make run builds the roots and runs actions in unikernel contexts,
+	// building the runtime snapshots on this first start with a progress bar.
+	if _, err := os.Stat("/dev/kvm"); err == nil {
+		for _, want := range []string{"(executor: uc)", "runtime snapshots [" + strings.Repeat("#", 24) + "] 2/2 "} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("make run output lacks %q", want)
+			}
+		}
+	}
 	for _, want := range []string{"wsk property set --apihost http://127.0.0.1:3233 --auth 23bc46b1-", "curl -u 23bc46b1-"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("banner lacks %q", want)

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -67,6 +68,10 @@ type Config struct {
 	BlockingTimeout time.Duration
 	// Logger logs; default slog.Default().
 	Logger *slog.Logger
+	// Progress, when set with the unikernel executor, makes Start build (first start)
+	// or load (later starts) every kind's runtime snapshot before it returns, drawing a
+	// progress bar on it. When nil they are prepared in the background.
+	Progress io.Writer
 }
 
 // Stack is a running standalone deployment.
@@ -155,7 +160,7 @@ func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 	// 3. The invoker: executor, lifecycle, Kafka consumer, acks and health pings.
 	exec := cfg.Executor
 	if exec == nil {
-		e, closeExec, err := newExecutor(cfg, dataDir)
+		e, closeExec, err := newExecutor(ctx, cfg, dataDir)
 		if err != nil {
 			return s, err
 		}
@@ -259,7 +264,7 @@ func defaultExecutor(dataDir string) (string, string) {
 }
 
 // newExecutor builds the executor named by cfg.ExecutorKind.
-func newExecutor(cfg Config, dataDir string) (activation.Executor, func(), error) {
+func newExecutor(ctx context.Context, cfg Config, dataDir string) (activation.Executor, func(), error) {
 	switch cfg.ExecutorKind {
 	case ExecutorProcess:
 		e, err := process.New(process.Config{MemoryBudgetMB: cfg.UserMemoryMB})
@@ -274,6 +279,13 @@ func newExecutor(cfg Config, dataDir string) (activation.Executor, func(), error
 			return nil, nil, fmt.Errorf("standalone: unikernel executor: %w", err)
 		}
 		// Runtime snapshots ahead of the first activations (which would otherwise boot).
+		if cfg.Progress != nil {
+			if err := prepareRuntimes(ctx, e, cfg.Progress); err != nil {
+				e.Close()
+				return nil, nil, err
+			}
+			return e, func() { e.Close() }, nil
+		}
 		for _, k := range runtimes.Kinds() {
 			go func() {
 				if err := e.Prepare(context.Background(), k.Name); err != nil {
@@ -285,4 +297,41 @@ func newExecutor(cfg Config, dataDir string) (activation.Executor, func(), error
 	default:
 		return nil, nil, fmt.Errorf("standalone: unknown executor %q (want %s or %s)", cfg.ExecutorKind, ExecutorUC, ExecutorProcess)
 	}
+}
+
+// prepareRuntimes builds or loads every kind's runtime snapshot in turn, drawing one
+// progress-bar line per kind on w (a line each, so that it reads the same in a terminal
+// and in a log). A first start boots each runtime and captures it; later starts find the
+// snapshots in the data directory and take a millisecond.
+func prepareRuntimes(ctx context.Context, e *snapshots.Executor, w io.Writer) error {
+	kinds := runtimes.Kinds()
+	const width = 24
+	for i, k := range kinds {
+		start := time.Now()
+		if err := e.Prepare(ctx, k.Name); err != nil {
+			fmt.Fprintf(w, "runtime snapshots %s %d/%d %s: failed: %v\n", bar(i, len(kinds), width), i, len(kinds), k.Name, err)
+			return fmt.Errorf("standalone: runtime snapshot of %s: %w", k.Name, err)
+		}
+		fmt.Fprintf(w, "runtime snapshots %s %d/%d %s ready in %s\n", bar(i+1, len(kinds), width), i+1, len(kinds), k.Name,
+			time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// bar draws [####----] for done of total in width cells.
+func bar(done, total, width int) string {
+	n := 0
+	if total > 0 {
+		n = done * width / total
+	}
+	b := make([]byte, 0, width+2)
+	b = append(b, '[')
+	for i := 0; i < width; i++ {
+		if i < n {
+			b = append(b, '#')
+		} else {
+			b = append(b, '-')
+		}
+	}
+	return string(append(b, ']'))
 }

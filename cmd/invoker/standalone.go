@@ -44,6 +44,7 @@ func standaloneMain(ctx context.Context, args []string) (int, error) {
 		ExecutorKind: *executor,
 		UserMemoryMB: *userMemory,
 		Logger:       log,
+		Progress:     os.Stderr,
 	})
 	if err != nil {
 		return 1, err
