@@ -179,6 +179,10 @@ func (e *Executor) Store() *Store { return e.store }
 
 // Close ends every UC, waits for snapshot writes and closes the store.
 func (e *Executor) Close() error {
+	if os.Getenv("SEUSS_POOL_DEBUG") != "" {
+		st := e.Stats()
+		fmt.Fprintf(os.Stderr, "seuss pool: paths %v recycled %d mapped %d fresh %d\n", st.Paths, st.Recycled, st.Mapped, st.Fresh)
+	}
 	e.mu.Lock()
 	e.closed = true
 	all := make([]*instance, 0, len(e.live))
@@ -213,6 +217,9 @@ type Stats struct {
 	ReservedMB int
 	// Paths counts activations by deployment path.
 	Paths map[activation.Path]uint64
+	// Restores into recycled VMs, into fresh shells mapped ahead, and into fresh shells
+	// mapped on the restore path (C and W only).
+	Recycled, Mapped, Fresh int64
 }
 
 // Stats reports the pool and the path counts.
@@ -227,7 +234,8 @@ func (e *Executor) Stats() Stats {
 	for k, v := range e.paths {
 		p[k] = v
 	}
-	return Stats{Live: len(e.live), Idle: n, ReservedMB: e.reserved, Paths: p}
+	return Stats{Live: len(e.live), Idle: n, ReservedMB: e.reserved, Paths: p,
+		Recycled: e.shells.recycledHits.Load(), Mapped: e.shells.mappedHits.Load(), Fresh: e.shells.freshShells.Load()}
 }
 
 // LivePrivateBytes returns, for each live UC, the bytes of guest memory it holds of its
