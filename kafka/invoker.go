@@ -100,6 +100,9 @@ func NewInvoker(cfg InvokerConfig) (*Invoker, error) {
 		p.Close()
 		return nil, err
 	}
+	// An ack waits for others only while other activations are in flight; alone, it
+	// is written at once (the H path's latency).
+	p.SetLinger(time.Millisecond, svc.InFlight)
 	return &Invoker{Invoker: inv, Service: svc, Producer: p}, nil
 }
 
