@@ -237,11 +237,23 @@ func (inv *Invoker) Process(ctx context.Context, m *ActivationMessage) error {
 	isSys := resp.StatusCode == StatusWhiskError
 
 	if m.Blocking && split {
-		if err := inv.sendActivation(ctx, m, rec); err != nil {
+		// The record is written while the result ack is on its way: the result does
+		// not wait for the store, and the completion, which must follow both (a
+		// completed activation always has its record, so that a redelivery is acked
+		// from it and never run again), waits for the longer of the two, not their sum.
+		stored := make(chan struct{})
+		go func() {
+			defer close(stored)
+			inv.store(ctx, m, rec, log)
+		}()
+		err := inv.sendActivation(ctx, m, rec)
+		<-stored
+		if err != nil {
 			return err
 		}
+	} else {
+		inv.store(ctx, m, rec, log)
 	}
-	inv.store(ctx, m, rec, log)
 	if m.Blocking && !split {
 		if err := inv.sendCombined(ctx, m, rec); err != nil {
 			return err
