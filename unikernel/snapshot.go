@@ -3,6 +3,7 @@ package unikernel
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -234,6 +235,19 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 	// Outside the remapped ranges only pages in the host's page tables matter: those
 	// stretches are scanned sparsely (most of a runtime's mappings are untouched
 	// reservations); inside them every page does.
+	// The sparse stretches hold only the UC's own pages of interest (kind none): the
+	// kernel finds them with PAGEMAP_SCAN where it can.
+	sparse := func(lo, hi uint64) error {
+		err := scanPrivate(pm, mem, lo, hi, func(l, h uint64) {
+			for a := l; a < h; a += pageSize {
+				b.page(a, isZero(mem[a:a+pageSize]), false)
+			}
+		})
+		if errors.Is(err, errNoPageScan) {
+			err = scanPagemap(pm, mem, lo, hi, true, visit)
+		}
+		return err
+	}
 	for _, s := range spans {
 		a := s[0]
 		for _, r := range tracked {
@@ -241,7 +255,7 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 				continue
 			}
 			if a < r.start {
-				if err := scanPagemap(pm, mem, a, r.start, true, visit); err != nil {
+				if err := sparse(a, r.start); err != nil {
 					return nil, err
 				}
 				a = r.start
@@ -253,7 +267,7 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 			a = end
 		}
 		if a < s[1] {
-			if err := scanPagemap(pm, mem, a, s[1], true, visit); err != nil {
+			if err := sparse(a, s[1]); err != nil {
 				return nil, err
 			}
 		}
@@ -623,16 +637,26 @@ func (uc *UC) RecycleVM(reset func(g *GuestMemory, dirty []DirtyRange) error) (*
 	}
 	defer pm.Close()
 	var own, files [][2]uint64
-	if err := scanPagemap(pm, vm.mem, userBase, vm.Size, true, func(a, e uint64) {
-		if e&pmSwapped == 0 && e&pmFile != 0 {
+	err = scanPrivate(pm, vm.mem, userBase, vm.Size, func(lo, hi uint64) {
+		if n := len(own); n > 0 && own[n-1][1] == lo {
+			own[n-1][1] = hi
 			return
 		}
-		if n := len(own); n > 0 && own[n-1][1] == a {
-			own[n-1][1] = a + pageSize
-			return
-		}
-		own = append(own, [2]uint64{a, a + pageSize})
-	}); err != nil {
+		own = append(own, [2]uint64{lo, hi})
+	})
+	if errors.Is(err, errNoPageScan) {
+		err = scanPagemap(pm, vm.mem, userBase, vm.Size, true, func(a, e uint64) {
+			if e&pmSwapped == 0 && e&pmFile != 0 {
+				return
+			}
+			if n := len(own); n > 0 && own[n-1][1] == a {
+				own[n-1][1] = a + pageSize
+				return
+			}
+			own = append(own, [2]uint64{a, a + pageSize})
+		})
+	}
+	if err != nil {
 		return nil, err
 	}
 	for _, r := range uc.track.ranges() {
