@@ -205,6 +205,95 @@ func (s *PageStore) Put(page []byte) (uint32, [32]byte, error) {
 	return sl, h, nil
 }
 
+// PutPages stores consecutive pages (a multiple of PageSize bytes) as Put does one by
+// one, and returns their slots and hashes: each page gets one reference. The new pages are
+// written with one pwrite per run of consecutive slots and the index records with one
+// write (Put costs two system calls per new page).
+func (s *PageStore) PutPages(pages []byte) ([]uint32, [][32]byte, error) {
+	if len(pages)%PageSize != 0 {
+		return nil, nil, fmt.Errorf("sharing: put: %d bytes is not whole pages", len(pages))
+	}
+	n := len(pages) / PageSize
+	hs := make([][32]byte, n)
+	for i := range hs {
+		hs[i] = sha256.Sum256(pages[i*PageSize : (i+1)*PageSize])
+	}
+	slots := make([]uint32, 0, n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var local map[[32]byte]uint32 // pages new in this call
+	var fresh []int               // their indexes, in order
+	fail := func(err error) ([]uint32, [][32]byte, error) {
+		s.releaseLocked(slots)
+		return nil, nil, err
+	}
+	for i, h := range hs {
+		if sl, ok := local[h]; ok {
+			s.refs[sl]++
+			slots = append(slots, sl)
+			continue
+		}
+		if sl, ok := s.byHash[h]; ok {
+			if s.refs[sl] == 0 {
+				s.live++
+				s.dropFreeLocked(sl)
+			}
+			s.refs[sl]++
+			slots = append(slots, sl)
+			continue
+		}
+		var sl uint32
+		if k := len(s.free); k > 0 {
+			sl = s.free[k-1]
+			s.free = s.free[:k-1]
+		} else {
+			if len(s.hashes) >= maxSlots {
+				return fail(errors.New("sharing: page store full"))
+			}
+			sl = uint32(len(s.hashes))
+			s.hashes = append(s.hashes, [32]byte{})
+			s.refs = append(s.refs, 0)
+		}
+		// The slot's old page is about to be overwritten: no longer findable.
+		if old, ok := s.byHash[s.hashes[sl]]; ok && old == sl {
+			delete(s.byHash, s.hashes[sl])
+		}
+		s.hashes[sl] = h
+		s.refs[sl] = 1
+		s.live++
+		if local == nil {
+			local = map[[32]byte]uint32{}
+		}
+		local[h] = sl
+		fresh = append(fresh, i)
+		slots = append(slots, sl)
+	}
+	for j := 0; j < len(fresh); {
+		k := j + 1
+		for k < len(fresh) && fresh[k] == fresh[k-1]+1 && slots[fresh[k]] == slots[fresh[k-1]]+1 {
+			k++
+		}
+		if _, err := s.data.WriteAt(pages[fresh[j]*PageSize:(fresh[k-1]+1)*PageSize], int64(slots[fresh[j]])*PageSize); err != nil {
+			return fail(fmt.Errorf("sharing: write page: %w", err))
+		}
+		j = k
+	}
+	if len(fresh) > 0 {
+		rec := make([]byte, 36*len(fresh))
+		for j, i := range fresh {
+			binary.LittleEndian.PutUint32(rec[36*j:], slots[i])
+			copy(rec[36*j+4:], hs[i][:])
+		}
+		if _, err := s.idx.Write(rec); err != nil {
+			return fail(fmt.Errorf("sharing: write page index: %w", err))
+		}
+	}
+	for h, sl := range local {
+		s.byHash[h] = sl
+	}
+	return slots, hs, nil
+}
+
 func (s *PageStore) dropFreeLocked(sl uint32) {
 	for i, f := range s.free {
 		if f == sl {
@@ -218,6 +307,10 @@ func (s *PageStore) dropFreeLocked(sl uint32) {
 func (s *PageStore) Release(slots []uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.releaseLocked(slots)
+}
+
+func (s *PageStore) releaseLocked(slots []uint32) {
 	for _, sl := range slots {
 		if int(sl) >= len(s.refs) || s.refs[sl] == 0 {
 			continue
