@@ -13,13 +13,19 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -o /out/invoker ./cmd/invoker
+RUN CGO_ENABLED=0 go build -trimpath -o /out/invoker ./cmd/invoker \
+ && CGO_ENABLED=0 go build -trimpath -o /out/mkroot ./runtimes/mkroot
 
 FROM node:20-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/invoker /usr/local/bin/invoker
+COPY --from=build /out/invoker /out/mkroot /usr/local/bin/
+# The runtime roots (read-only, baked into the image): the launchers run on /usr/bin/node
+# and /usr/bin/python3.11, the paths the roots keep.
+RUN ln -sf /usr/local/bin/node /usr/bin/node \
+ && /usr/local/bin/mkroot -out /opt/seuss/roots
+ENV SEUSS_ROOTS_DIR=/opt/seuss/roots
 # Standalone mode keeps its store and snapshots here.
 VOLUME /var/lib/seuss
 # 8085: invoker HTTP (/ping, /metrics); 3233: standalone REST API; 9092: standalone's Kafka.

@@ -30,7 +30,6 @@ import (
 	"github.com/seuss-go/seuss/runtimes/process"
 	"github.com/seuss-go/seuss/snapshots"
 	"github.com/seuss-go/seuss/store/bbolt"
-	"github.com/seuss-go/seuss/unikernel"
 )
 
 // Defaults of the command line (OpenWhisk standalone's API port; Kafka's port).
@@ -236,9 +235,13 @@ func (s *Stack) release() {
 	s.closers = nil
 }
 
-// rootsDir is where the runtime roots are: DATA_DIR/roots (what `make rootfs` builds for
-// `make run`), else .seuss/roots.
+// rootsDir is where the runtime roots are: $SEUSS_ROOTS_DIR (as for invoker serve; the
+// container image sets it), else DATA_DIR/roots (what `make rootfs` builds for `make run`),
+// else .seuss/roots.
 func rootsDir(dataDir string) string {
+	if d := os.Getenv("SEUSS_ROOTS_DIR"); d != "" {
+		return d
+	}
 	if d := filepath.Join(dataDir, "roots"); dirExists(d) {
 		return d
 	}
@@ -252,13 +255,8 @@ func dirExists(p string) bool {
 
 // defaultExecutor is uc where it can run (KVM and both roots), else process and why.
 func defaultExecutor(dataDir string) (string, string) {
-	if _, err := unikernel.HostMode(); err != nil {
+	if err := snapshots.Available(rootsDir(dataDir)); err != nil {
 		return ExecutorProcess, err.Error()
-	}
-	for _, k := range runtimes.Kinds() {
-		if _, err := runtimes.LoadRoot(runtimes.RootDir(rootsDir(dataDir), k)); err != nil {
-			return ExecutorProcess, err.Error() + " (make rootfs)"
-		}
 	}
 	return ExecutorUC, ""
 }

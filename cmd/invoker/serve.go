@@ -47,7 +47,7 @@ var serveEnv = []struct{ flag, env, help string }{
 	{"store", "SEUSS_STORE", "bbolt | couchdb | couchbase (default: couchdb when CONFIG_whisk_couchdb_host is set, else bbolt)"},
 	{"bbolt-path", "SEUSS_BBOLT_PATH", "bbolt store file"},
 	{"spool-dir", "SEUSS_SPOOL_DIR", "where activation records wait while CouchDB or Couchbase is unreachable (bounded, on disk)"},
-	{"executor", "SEUSS_EXECUTOR", "process (host processes) or uc (unikernel contexts resumed from snapshots; needs /dev/kvm and `make rootfs`)"},
+	{"executor", "SEUSS_EXECUTOR", "uc (unikernel contexts resumed from snapshots; needs /dev/kvm and `make rootfs`) or process (host processes); default uc where it can run, else process"},
 	{"roots-dir", "SEUSS_ROOTS_DIR", "uc: the runtime roots built by `make rootfs`"},
 	{"snapshot-dir", "SEUSS_SNAPSHOT_DIR", "uc: the snapshot store"},
 	{"drain-timeout", "SEUSS_DRAIN_TIMEOUT", "how long shutdown waits for running activations"},
@@ -69,7 +69,7 @@ func serveMain(ctx context.Context, args []string) (int, error) {
 	storeKind := fs.String("store", "", "")
 	bboltPath := fs.String("bbolt-path", filepath.Join(".seuss", "store.db"), "")
 	spoolDir := fs.String("spool-dir", filepath.Join(".seuss", "spool"), "")
-	executor := fs.String("executor", "process", "")
+	executor := fs.String("executor", "", "")
 	rootsDir := fs.String("roots-dir", filepath.Join(".seuss", "roots"), "")
 	snapshotDir := fs.String("snapshot-dir", filepath.Join(".seuss", "snapshots"), "")
 	drain := fs.Duration("drain-timeout", 2*time.Minute, "")
@@ -126,6 +126,13 @@ func serveMain(ctx context.Context, args []string) (int, error) {
 		st = sp
 	}
 
+	if *executor == "" {
+		*executor = "uc"
+		if err := snapshots.Available(*rootsDir); err != nil {
+			*executor = "process"
+			log.Warn("unikernel executor not available, running actions in host processes", "why", err)
+		}
+	}
 	ex, err := newExecutor(*executor, memMB, *rootsDir, *snapshotDir, log)
 	if err != nil {
 		return 1, err
