@@ -63,6 +63,12 @@ type execOptions struct {
 // (process.Executor.DropIdle); deploy uses it to force the W path.
 type dropper interface{ DropIdle() int }
 
+// preparer is implemented by executors that build a kind's runtime snapshot ahead
+// (snapshots.Executor.Prepare, which standalone calls at start).
+type preparer interface {
+	Prepare(ctx context.Context, kind string) error
+}
+
 // snapshotWaiter is implemented by executors that capture function snapshots in the
 // background (snapshots.Executor.WaitSnapshots): deploy and density wait for captures
 // before forcing W or counting the cache.

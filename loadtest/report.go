@@ -36,6 +36,10 @@ type targetResult struct {
 	// CaptureDrain is how long the executor's background snapshot captures still ran
 	// after the run and its linger (0: none pending, or no such executor).
 	CaptureDrain time.Duration
+	// Prepare is how long the executor took to get ready before the run (the kind's
+	// runtime snapshot, as a started invoker has it), outside the measured window; 0
+	// when nothing was prepared (--cold-invoker, or an executor with nothing to prepare).
+	Prepare time.Duration
 	// CPU is the CPU time the run cost this process and its children (in-process
 	// stacks only): from the first send until the stack was closed.
 	CPU time.Duration
@@ -211,6 +215,9 @@ func writeTable(w io.Writer, scenario string, rs []*targetResult) {
 		}
 		if !math.IsNaN(r.RecordWriteP50) {
 			fmt.Fprintf(w, "%s: the invoker's record write (between result and completion acks) p50 %s ms\n", r.Target, fmtMS(r.RecordWriteP50))
+		}
+		if r.Prepare > 0 {
+			fmt.Fprintf(w, "%s: the runtime snapshot was prepared before the run in %v (not measured; --cold-invoker measures it)\n", r.Target, r.Prepare.Round(time.Millisecond))
 		}
 		if r.CaptureDrain > time.Millisecond {
 			fmt.Fprintf(w, "%s: background snapshot captures ran %v past the end of the run\n", r.Target, r.CaptureDrain.Round(time.Millisecond))

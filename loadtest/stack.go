@@ -38,6 +38,14 @@ type sut struct {
 }
 
 // Close stops what the sut started.
+// executor is the in-process executor under test, nil against an external invoker.
+func (s *sut) executor() activation.Executor {
+	if s.Exec == nil {
+		return nil
+	}
+	return s.Exec.inner
+}
+
 func (s *sut) Close() error {
 	if s.close == nil {
 		return nil

@@ -289,6 +289,37 @@ func TestPrepare(t *testing.T) {
 	if st := e.Stats(); st.Live != 1 {
 		t.Fatalf("the prepared UC was kept: %+v", st)
 	}
+	// Prepare warmed recycled VMs: the C and every C after it land in one.
+	if st := e.Stats(); st.Recycled != 1 || st.Mapped+st.Fresh != 0 {
+		t.Fatalf("the first C did not take a warm recycled VM: %+v", st)
+	}
+	for i := 0; i < maxRecycled+2; i++ {
+		run(t, e, pyJob(fmt.Sprint("n", i), counterPy, "1"), activation.PathCold, 1)
+	}
+	if st := e.Stats(); st.Mapped+st.Fresh != 0 {
+		t.Fatalf("a C took a fresh shell: %+v", st)
+	}
+}
+
+// TestRecycleFromIdle: with no recycled VM ready, a restore takes the VM of the least
+// recently used idle UC (recycled, so it holds nothing of that UC) instead of a fresh
+// shell, and the UC it came from is gone (its next activation is a W).
+func TestRecycleFromIdle(t *testing.T) {
+	e := newExec(t, Config{SnapshotDir: t.TempDir()})
+	defer e.Close()
+	run(t, e, pyJob("a", counterPy, "1"), activation.PathBoot, 1)
+	run(t, e, pyJob("b", counterPy, "1"), activation.PathCold, 1)
+	e.WaitSnapshots()
+	before := e.Stats()
+	run(t, e, pyJob("c", counterPy, "1"), activation.PathCold, 1)
+	st := e.Stats()
+	if st.Recycled != before.Recycled+1 || st.Fresh+st.Mapped != before.Fresh+before.Mapped {
+		t.Fatalf("C did not take the idle UC's VM: before %+v after %+v", before, st)
+	}
+	// b's UC was the only restored idle one (a's was booted): b restores from its
+	// function snapshot, with the module state of just after init.
+	run(t, e, pyJob("b", counterPy, "1"), activation.PathWarm, 1)
+	run(t, e, pyJob("a", counterPy, "1"), activation.PathHot, 2)
 }
 
 // TestBootBaseline: with snapshots off every cold start boots.

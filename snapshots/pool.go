@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/seuss-go/seuss/unikernel"
 )
@@ -31,6 +32,10 @@ type shellPool struct {
 	mapped map[*RuntimeSnapshot]chan *unikernel.VM
 	// recycled holds VMs of idle UCs reset to a runtime snapshot (taken first).
 	recycled map[*RuntimeSnapshot][]*unikernel.VM
+	// recycling counts VMs of each runtime snapshot being recycled; changed is closed
+	// (and replaced) when one is done.
+	recycling map[*RuntimeSnapshot]int
+	changed   chan struct{}
 
 	once   sync.Once
 	cancel context.CancelFunc
@@ -39,7 +44,8 @@ type shellPool struct {
 
 func newShellPool(size uint64, n int) *shellPool {
 	p := &shellPool{size: size, ch: make(chan *unikernel.VM, max(n, 1)), kick: make(chan struct{}, 1), done: make(chan struct{}),
-		mapped: map[*RuntimeSnapshot]chan *unikernel.VM{}, recycled: map[*RuntimeSnapshot][]*unikernel.VM{}}
+		mapped: map[*RuntimeSnapshot]chan *unikernel.VM{}, recycled: map[*RuntimeSnapshot][]*unikernel.VM{},
+		recycling: map[*RuntimeSnapshot]int{}, changed: make(chan struct{})}
 	p.vcpus.Store(1)
 	return p
 }
@@ -185,6 +191,83 @@ func (p *shellPool) putMapped(rt *RuntimeSnapshot, vm *unikernel.VM) {
 	if vm != nil {
 		vm.Close()
 	}
+}
+
+// recycleStart says a VM of rt is being recycled; recycleDone that it is back (or not).
+func (p *shellPool) recycleStart(rt *RuntimeSnapshot) {
+	p.mu.Lock()
+	p.recycling[rt]++
+	p.mu.Unlock()
+}
+
+func (p *shellPool) recycleDone(rt *RuntimeSnapshot) {
+	p.mu.Lock()
+	if p.recycling[rt]--; p.recycling[rt] <= 0 {
+		delete(p.recycling, rt)
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// takeRecycled returns a recycled VM of rt, waiting up to d while some are being
+// recycled; ok is false when none came.
+func (p *shellPool) takeRecycled(rt *RuntimeSnapshot, d time.Duration) (vm *unikernel.VM, ok bool) {
+	var t *time.Timer
+	for {
+		p.mu.Lock()
+		if l := p.recycled[rt]; len(l) > 0 {
+			vm = l[len(l)-1]
+			p.recycled[rt] = l[:len(l)-1]
+			p.mu.Unlock()
+			p.recycledHits.Add(1)
+			if t != nil {
+				t.Stop()
+			}
+			return vm, true
+		}
+		if p.recycling[rt] == 0 || d <= 0 {
+			p.mu.Unlock()
+			if t != nil {
+				t.Stop()
+			}
+			return nil, false
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		if t == nil {
+			t = time.NewTimer(d)
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return nil, false
+		}
+	}
+}
+
+// recyclingCount is how many VMs of rt are being recycled.
+func (p *shellPool) recyclingCount(rt *RuntimeSnapshot) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.recycling[rt]
+}
+
+// track makes rt's pools (pre-mapped shells, recycled VMs) exist, as the first
+// getMapped does: putMapped keeps VMs only for runtime snapshots in use.
+func (p *shellPool) track(rt *RuntimeSnapshot) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mapped[rt] == nil {
+		p.mapped[rt] = make(chan *unikernel.VM, cap(p.ch))
+	}
+}
+
+// recycledCount is how many recycled VMs of rt are ready.
+func (p *shellPool) recycledCount(rt *RuntimeSnapshot) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.recycled[rt])
 }
 
 // maxRecycled bounds the recycled VMs kept per runtime snapshot.
