@@ -54,7 +54,8 @@ type Producer struct {
 // pending is one message waiting for its write.
 type pending struct {
 	msg      kafkago.Message
-	size     int64 // its size in a record batch, as kafka-go counts it
+	size     int64     // its size in a record batch, as kafka-go counts it
+	at       time.Time // when it was sent, if the producer lingers
 	err      error
 	done     chan struct{} // closed once err is set
 	canceled bool          // the sender gave up before a write took it (guarded by Producer.mu)
@@ -129,6 +130,9 @@ func (p *Producer) Send(ctx context.Context, topic string, value []byte) error {
 		size: messageSize(len(value)),
 		done: make(chan struct{}),
 	}
+	if p.linger > 0 {
+		pm.at = time.Now()
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -184,7 +188,9 @@ func (p *Producer) flush() {
 	}
 }
 
-// lingerFor waits up to p.linger while fewer messages are queued than are expected.
+// lingerFor waits while fewer messages are queued than are expected, until the oldest
+// has waited p.linger since its Send: a message that queued up during the last write
+// has already waited, and does not wait again.
 func (p *Producer) lingerFor() {
 	if p.linger <= 0 || p.expected == nil {
 		return
@@ -193,12 +199,20 @@ func (p *Producer) lingerFor() {
 	for {
 		p.mu.Lock()
 		n := len(p.queue)
+		var since time.Time
+		if n > 0 {
+			since = p.queue[0].at
+		}
 		p.mu.Unlock()
 		if n == 0 || n >= min(p.expected(), batchMessages) {
-			break
+			return
 		}
 		if t == nil {
-			t = time.NewTimer(p.linger)
+			left := p.linger - time.Since(since)
+			if left <= 0 {
+				return
+			}
+			t = time.NewTimer(left)
 			defer t.Stop()
 		}
 		select {

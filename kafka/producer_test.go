@@ -7,7 +7,9 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -285,5 +287,35 @@ func TestProducerCanceledNotWritten(t *testing.T) {
 	}
 	if err := p.Send(context.Background(), "completed0", []byte("late")); !errors.Is(err, errProducerClosed) {
 		t.Fatalf("send after close: %v", err)
+	}
+}
+
+// With SetLinger, a write waits for as many messages as are expected (here the linger is
+// long enough never to end first); with one expected, each goes at once.
+func TestProducerLinger(t *testing.T) {
+	p, f := newFakeProducer(t)
+	var expected atomic.Int64
+	expected.Store(3)
+	p.SetLinger(time.Hour, func() int { return int(expected.Load()) })
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Send(context.Background(), "completed0", []byte(fmt.Sprint(i))); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	expected.Store(1)
+	for i := 3; i < 5; i++ {
+		if err := p.Send(context.Background(), "completed0", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := f.snapshot()
+	if len(got) != 3 || len(got[0]) != 3 || fmt.Sprint(got[1:]) != "[[3] [4]]" {
+		t.Fatalf("writes %v, want the first three together, then [3] and [4]", got)
 	}
 }
