@@ -104,14 +104,26 @@ func newDriver(ctx context.Context, s *sut, log *slog.Logger) (*driver, error) {
 		r.Close()
 		return nil, err
 	}
-	return &driver{
+	d := &driver{
 		sut:    s,
 		prod:   kafka.NewProducer(s.Brokers, log),
 		reader: r,
 		topic:  kafka.InvokerTopic(s.InvokerID),
 		log:    log,
 		byID:   map[string]*sample{},
-	}, nil
+	}
+	// As a controller with several activations on their way would: a send waits up to
+	// 1 ms for others only while other activations are outstanding; alone, it is
+	// written at once.
+	d.prod.SetLinger(time.Millisecond, d.outstanding)
+	return d, nil
+}
+
+// outstanding is the number of activations sent and not yet acked.
+func (d *driver) outstanding() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.byID) - int(d.acked.Load())
 }
 
 func (d *driver) Close() {
