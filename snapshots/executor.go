@@ -707,6 +707,10 @@ func (e *Executor) captureRuntime(ctx context.Context, inst *instance, kind runt
 	return err
 }
 
+// capturePages holds the buffers a function snapshot's pages are copied into while its
+// UC is paused (a few hundred KiB to a few MiB), until they are stored.
+var capturePages = sync.Pool{New: func() any { return new([]byte) }}
+
 // captureFunction captures a C instance after its init answered 200 and before its run:
 // the state and the pages that differ from the runtime snapshot are copied while the UC
 // is paused; the page store and the file are written in the background. A failure is
@@ -731,12 +735,29 @@ func (e *Executor) captureFunction(ctx context.Context, inst *instance, job *act
 	}
 	t3 := time.Now()
 	var pending []PendingRun
+	var buf *[]byte
 	if err == nil {
+		// One pooled buffer for all the pages: a fresh allocation per run (bytes.Clone)
+		// cost every C path first-touch faults on new heap memory and the collector's work.
+		var n uint64
+		for _, r := range runs {
+			if !r.Zero {
+				n += r.Pages * unikernel.PageSize
+			}
+		}
+		buf = capturePages.Get().(*[]byte)
+		if uint64(cap(*buf)) < n {
+			*buf = make([]byte, n)
+		}
+		b := (*buf)[:n]
 		mem := inst.uc.Memory()
 		for _, r := range runs {
 			p := PendingRun{PageRun: r}
 			if !r.Zero {
-				p.Data = bytes.Clone(mem[r.Addr : r.Addr+r.Pages*unikernel.PageSize])
+				k := r.Pages * unikernel.PageSize
+				p.Data = b[:k:k]
+				copy(p.Data, mem[r.Addr:r.Addr+k])
+				b = b[k:]
 			}
 			pending = append(pending, p)
 		}
@@ -763,6 +784,8 @@ func (e *Executor) captureFunction(ctx context.Context, inst *instance, job *act
 		if _, err := e.store.PutFunction(h, parent, st, pending); err != nil {
 			e.log.Warn("snapshots: function snapshot not stored", "action", job.Key.FQN, "err", err)
 		}
+		// PutFunction keeps none of the pages (the page store has written them).
+		capturePages.Put(buf)
 		e.pendingMu.Lock()
 		if e.pending[h.ID] == done {
 			delete(e.pending, h.ID)
