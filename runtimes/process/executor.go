@@ -1,9 +1,7 @@
 package process
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -332,7 +330,7 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 		e.live[inst] = true
 		e.mu.Unlock()
 	}
-	inst.logs.begin(job.Limits.LogBytes)
+	inst.logs.Begin(job.Limits.LogBytes)
 
 	if out.Path == activation.PathBoot {
 		if e.cfg.Warmup {
@@ -341,9 +339,7 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 				return nil, fmt.Errorf("process: warm-up %s: %w", kind.Name, err)
 			}
 		}
-		line, err := encodeLine(struct {
-			Value *activation.InitMessage `json:"value"`
-		}{&job.Init})
+		line, err := runtimes.EncodeInit(&job.Init)
 		if err != nil {
 			e.discard(inst)
 			return nil, fmt.Errorf("process: encode init: %w", err)
@@ -353,7 +349,7 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 		out.InitEnd = time.Now()
 		if err != nil {
 			out.Err = e.fail(inst, err, activation.ErrInitTimeout, activation.ErrInitExited)
-			out.Logs, out.LogsTruncated = inst.logs.take()
+			out.Logs, out.LogsTruncated = inst.logs.Take()
 			return out, nil
 		}
 		out.InitStatus, out.InitResponse, err = runtimes.DecodeReply(ans)
@@ -365,13 +361,13 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 			// Never reused: end it and keep everything it wrote.
 			e.discard(inst)
 			<-inst.exited
-			inst.logs.wait(time.Now().Add(time.Second))
-			out.Logs, out.LogsTruncated = inst.logs.take()
+			inst.logs.Wait(time.Now().Add(time.Second))
+			out.Logs, out.LogsTruncated = inst.logs.Take()
 			return out, nil
 		}
 	}
 
-	line, err := encodeRun(&job.Run)
+	line, err := runtimes.EncodeRun(&job.Run)
 	if err != nil {
 		e.discard(inst)
 		return nil, fmt.Errorf("process: encode run: %w", err)
@@ -382,7 +378,7 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 	out.RunEnd = time.Now()
 	if err != nil {
 		out.Err = e.fail(inst, err, activation.ErrRunTimeout, activation.ErrRunExited)
-		out.Logs, out.LogsTruncated = inst.logs.take()
+		out.Logs, out.LogsTruncated = inst.logs.Take()
 		return out, nil
 	}
 	out.RunStatus, out.RunResponse, err = runtimes.DecodeReply(ans)
@@ -392,8 +388,8 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 	}
 	// The launcher wrote its sentinels before answering: this returns at once unless
 	// the pipes still hold unread logs.
-	complete := inst.logs.wait(earliest(deadline, time.Now().Add(logGrace)))
-	out.Logs, out.LogsTruncated = inst.logs.take()
+	complete := inst.logs.Wait(earliest(deadline, time.Now().Add(logGrace)))
+	out.Logs, out.LogsTruncated = inst.logs.Take()
 	if out.RunStatus == 200 && complete {
 		e.park(inst)
 	} else {
@@ -407,7 +403,7 @@ func (e *Executor) fail(inst *instance, err error, timeoutErr, exitErr error) er
 	e.discard(inst)
 	<-inst.exited
 	// The pipes are closed now that the process group is dead: drain what it wrote.
-	inst.logs.wait(time.Now().Add(time.Second))
+	inst.logs.Wait(time.Now().Add(time.Second))
 	switch {
 	case errors.Is(err, errTimeout):
 		return timeoutErr
@@ -439,55 +435,11 @@ func (e *Executor) warmup(ctx context.Context, inst *instance, kind runtimes.Kin
 	if st, _, err := runtimes.DecodeReply(ans); err != nil || st != 200 {
 		return fmt.Errorf("run answered %q", ans)
 	}
-	if !inst.logs.wait(deadline) {
+	if !inst.logs.Wait(deadline) {
 		return errors.New("no sentinels")
 	}
-	inst.logs.take()
+	inst.logs.Take()
 	return nil
-}
-
-// encodeLine is one compact JSON line, HTML characters unescaped (as sent).
-func encodeLine(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
-
-// encodeRun is the run line. The parameters are spliced in as they are (compacted only
-// if they span lines): re-encoding a 1 MB value costs milliseconds.
-func encodeRun(r *activation.RunMessage) ([]byte, error) {
-	value := bytes.TrimSpace(r.Value)
-	if len(value) == 0 {
-		value = []byte("{}")
-	}
-	if bytes.IndexByte(value, '\n') >= 0 {
-		var b bytes.Buffer
-		if err := json.Compact(&b, value); err != nil {
-			return nil, err
-		}
-		value = b.Bytes()
-	}
-	ctx, err := encodeLine(struct {
-		Namespace     string `json:"namespace"`
-		ActionName    string `json:"action_name"`
-		ActionVersion string `json:"action_version"`
-		ActivationID  string `json:"activation_id"`
-		TransactionID string `json:"transaction_id"`
-		Deadline      string `json:"deadline"`
-		APIKey        string `json:"api_key,omitempty"`
-	}{r.Namespace, r.ActionName, r.ActionVersion, r.ActivationID, r.TransactionID, r.Deadline, r.APIKey})
-	if err != nil {
-		return nil, err
-	}
-	line := make([]byte, 0, len(value)+len(ctx)+16)
-	line = append(line, `{"value":`...)
-	line = append(line, value...)
-	line = append(line, ',')
-	return append(line, ctx[1:]...), nil
 }
 
 // logGrace bounds the wait for the sentinels once the answer is in: they are written

@@ -31,7 +31,7 @@ type instance struct {
 	stdin *os.File // our end of fd 0
 	reply *os.File // our end of fd 3
 	rd    *bufio.Reader
-	logs  *collector
+	logs  *runtimes.LogCollector
 
 	exited   chan struct{} // closed once the process has been reaped
 	exitCode int           // valid after exited: status, or -1 when killed by a signal
@@ -59,7 +59,7 @@ func (e *Executor) start(kind runtimes.Kind, job *activation.Job) (_ *instance, 
 	if err != nil {
 		return nil, fmt.Errorf("process: start %s: %w", kind.Name, err)
 	}
-	inst := &instance{key: job.Key, kind: kind, memMB: job.Limits.MemoryMB, dir: dir, logs: newCollector(), exited: make(chan struct{})}
+	inst := &instance{key: job.Key, kind: kind, memMB: job.Limits.MemoryMB, dir: dir, logs: runtimes.NewLogCollector(), exited: make(chan struct{})}
 	var closeLater []*os.File
 	defer func() {
 		for _, f := range closeLater {
@@ -167,8 +167,8 @@ func (e *Executor) start(kind runtimes.Kind, job *activation.Job) (_ *instance, 
 	}
 	inst.stdin, inst.reply = inW, repR
 	inst.rd = bufio.NewReaderSize(repR, 64<<10)
-	go inst.logs.read(0, outR)
-	go inst.logs.read(1, errR)
+	go inst.logs.ReadFrom(0, outR)
+	go inst.logs.ReadFrom(1, errR)
 	go inst.wait(e)
 	return inst, nil
 }
@@ -206,7 +206,7 @@ func (inst *instance) memoryExceeded() bool {
 	if inst.exitCode == exitMemory && inst.kind.Language() == "python" {
 		return true
 	}
-	return inst.kind.Language() == "nodejs" && inst.logs.sawHeapOOM()
+	return inst.kind.Language() == "nodejs" && inst.logs.SawHeapOOM()
 }
 
 // exitMemory is the python launcher's exit status after a MemoryError.

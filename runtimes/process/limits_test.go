@@ -8,10 +8,7 @@ import (
 	"time"
 
 	"github.com/seuss-go/seuss/activation"
-	"github.com/seuss-go/seuss/runtimes"
 )
-
-const runtimesSentinel = runtimes.Sentinel
 
 var spin = map[string]string{
 	"nodejs:20":   "function main() { for (;;) {} }",
@@ -188,40 +185,5 @@ func TestWarmupConfig(t *testing.T) {
 		if err != nil || out.Err != nil || out.RunStatus != 200 || !strings.Contains(string(out.RunResponse), `"a1"`) || len(out.Logs) != 0 {
 			t.Errorf("%s: %+v %v", kind, out, err)
 		}
-	}
-}
-
-func TestEncodeRun(t *testing.T) {
-	for _, tc := range []struct{ value, want string }{
-		{``, `{"value":{},"namespace":"n","action_name":"/n/a","action_version":"","activation_id":"id","transaction_id":"","deadline":"9"}` + "\n"},
-		{`{"a": 1}`, `{"value":{"a": 1},"namespace":"n","action_name":"/n/a","action_version":"","activation_id":"id","transaction_id":"","deadline":"9"}` + "\n"},
-		{"{\n \"a\": [1,\n 2]\n}\n", `{"value":{"a":[1,2]},"namespace":"n","action_name":"/n/a","action_version":"","activation_id":"id","transaction_id":"","deadline":"9"}` + "\n"},
-	} {
-		got, err := encodeRun(&activation.RunMessage{Value: []byte(tc.value), Namespace: "n", ActionName: "/n/a", ActivationID: "id", Deadline: "9"})
-		if err != nil || string(got) != tc.want {
-			t.Errorf("%q: %s %v", tc.value, got, err)
-		}
-	}
-	got, _ := encodeRun(&activation.RunMessage{Value: []byte(`[]`), APIKey: "k<&>"})
-	if !strings.HasSuffix(string(got), `"api_key":"k<&>"}`+"\n") {
-		t.Errorf("api_key: %s", got)
-	}
-}
-
-func TestCollectorSentinelAtLineEnd(t *testing.T) {
-	c := newCollector()
-	c.begin(1 << 20)
-	now := time.Now()
-	c.add(0, []byte("partial"+runtimesSentinel), now)
-	c.add(1, []byte(runtimesSentinel), now)
-	if !c.ended() {
-		t.Fatal("sentinels not seen")
-	}
-	lines, _ := c.take()
-	if len(lines) != 1 || lines[0].Text != "partial" || lines[0].Stream != "stdout" {
-		t.Errorf("lines %+v", lines)
-	}
-	if c.ended() {
-		t.Error("sentinels not consumed")
 	}
 }

@@ -36,7 +36,7 @@ func TestProtocol(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				inst.logs.begin(0)
+				inst.logs.Begin(0)
 				return conn{e, inst}, nil
 			})
 		})
