@@ -61,6 +61,15 @@ type AckSender interface {
 	SendAck(ctx context.Context, controller string, ack Ack) error
 }
 
+// AckStarter is an AckSender that can also start an ack and be waited for later, so
+// that the lifecycle writes the record while a result ack is on its way without a
+// goroutine of its own. The returned wait reports what SendAck would have; it must be
+// called exactly once.
+type AckStarter interface {
+	AckSender
+	StartAck(ctx context.Context, controller string, ack Ack) (wait func() error)
+}
+
 // ErrAckTooLarge: the ack exceeds the broker's message size limit. The lifecycle then
 // resends it shrunk.
 var ErrAckTooLarge = errors.New("ack too large")

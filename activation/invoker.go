@@ -81,6 +81,7 @@ type cacheKey struct{ id, rev string }
 type cachedAction struct {
 	action *WhiskAction
 	code   string
+	digest string // CodeDigest(code), computed once per revision
 }
 
 // NewInvoker checks cfg and returns an Invoker.
@@ -161,25 +162,29 @@ func (inv *Invoker) Process(ctx context.Context, m *ActivationMessage) error {
 		return err
 	}
 	defer inv.leave(m.ActivationID)
-	log := inv.log.With("activation", m.ActivationID, "action", m.Action.DocID(), "tid", m.TransID.ID())
+	log := &actLog{inv: inv, m: m}
 
 	// A redelivered message whose activation already has a record is acked again from
 	// the record, never run a second time.
 	if m.User.StoreActivations() {
 		rec, err := inv.cfg.Store.GetActivation(ctx, m.User.Namespace.Name, m.ActivationID)
 		if err == nil && rec != nil {
-			log.Info("activation already recorded; acking again")
+			log.get().Info("activation already recorded; acking again")
 			if inv.cfg.Observer != nil {
 				inv.cfg.Observer.Redelivered()
 			}
 			return inv.reack(ctx, m, rec)
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
-			log.Warn("checking for an existing record failed; running", "err", err)
+			log.get().Warn("checking for an existing record failed; running", "err", err)
 		}
 	}
 
-	action, code, fail := inv.fetch(ctx, m)
+	ca, fail := inv.fetch(ctx, m)
+	var action *WhiskAction
+	if fail == nil {
+		action = ca.action
+	}
 	if fail == nil {
 		if err := inv.cfg.Limits.checkLimits(action.Limits, m.User, inv.cfg.UserMemoryMB); err != nil {
 			r := Response(StatusApplicationError, errorResult(err.Error()), nil)
@@ -204,15 +209,15 @@ func (inv *Invoker) Process(ctx context.Context, m *ActivationMessage) error {
 	if len(m.LockedArgs) > 0 {
 		// whisk.parameter-storage is "off" by default; seuss has no keys to decrypt
 		// with, so encrypted parameters reach the action as the controller sent them.
-		log.Warn("encrypted parameters (lockedArgs) are passed on undecrypted", "params", len(m.LockedArgs))
+		log.get().Warn("encrypted parameters (lockedArgs) are passed on undecrypted", "params", len(m.LockedArgs))
 	}
-	initMsg, runMsg := BuildMessages(m, action, code, inv.cfg.Now())
+	initMsg, runMsg := BuildMessages(m, action, ca.code, inv.cfg.Now())
 	job := &Job{
 		Key: ActionKey{
 			Namespace:  m.User.Namespace.Name,
 			FQN:        m.Action.DocID(),
 			Revision:   action.Rev,
-			CodeDigest: CodeDigest(code),
+			CodeDigest: ca.digest,
 		},
 		Kind:   action.Exec.Kind,
 		Init:   initMsg,
@@ -226,7 +231,7 @@ func (inv *Invoker) Process(ctx context.Context, m *ActivationMessage) error {
 			// Shutting down: leave the message uncommitted; it runs again later.
 			return ctx.Err()
 		}
-		log.Error("executor could not run the activation", "err", err)
+		log.get().Error("executor could not run the activation", "err", err)
 		r := Response(StatusWhiskError, errorResult(msgProvisionFailed), nil)
 		return inv.finishFailed(ctx, m, action, r, received, log)
 	}
@@ -241,14 +246,7 @@ func (inv *Invoker) Process(ctx context.Context, m *ActivationMessage) error {
 		// not wait for the store, and the completion, which must follow both (a
 		// completed activation always has its record, so that a redelivery is acked
 		// from it and never run again), waits for the longer of the two, not their sum.
-		stored := make(chan struct{})
-		go func() {
-			defer close(stored)
-			inv.store(ctx, m, rec, log)
-		}()
-		err := inv.sendActivation(ctx, m, rec)
-		<-stored
-		if err != nil {
+		if err := inv.sendActivationWhile(ctx, m, rec, func() { inv.store(ctx, m, rec, log) }); err != nil {
 			return err
 		}
 	} else {
@@ -299,13 +297,13 @@ func (inv *Invoker) leave(id string) {
 
 // fetch returns the action and its code, or the response of a fallback activation
 // (openwhisk-protocol.md §2.1 step 3, §5.2).
-func (inv *Invoker) fetch(ctx context.Context, m *ActivationMessage) (*WhiskAction, string, *ActivationResponse) {
+func (inv *Invoker) fetch(ctx context.Context, m *ActivationMessage) (*cachedAction, *ActivationResponse) {
 	docID := m.Action.DocID()
 	rev := ""
 	if m.Revision != nil {
 		rev = *m.Revision
 		if c := inv.cached(docID, rev); c != nil {
-			return c.action, c.code, nil
+			return c, nil
 		}
 	}
 	a, err := inv.cfg.Store.GetAction(ctx, docID, rev)
@@ -314,9 +312,9 @@ func (inv *Invoker) fetch(ctx context.Context, m *ActivationMessage) (*WhiskActi
 		rev = ""
 		a, err = inv.cfg.Store.GetAction(ctx, docID, "")
 	}
-	fail := func(status int, msg string) (*WhiskAction, string, *ActivationResponse) {
+	fail := func(status int, msg string) (*cachedAction, *ActivationResponse) {
 		r := Response(status, errorResult(msg), nil)
-		return nil, "", &r
+		return nil, &r
 	}
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -335,12 +333,13 @@ func (inv *Invoker) fetch(ctx context.Context, m *ActivationMessage) (*WhiskActi
 		inv.log.Error("fetching action code failed", "action", docID, "err", err)
 		return fail(StatusWhiskError, msgNotFetched)
 	}
+	c := &cachedAction{action: a, code: code, digest: CodeDigest(code)}
 	if m.Revision != nil {
 		// Cache only what was asked for by revision; a null revision means "latest"
 		// and is never served from the cache.
-		inv.put(docID, a.Rev, &cachedAction{action: a, code: code})
+		inv.put(docID, a.Rev, c)
 	}
-	return a, code, nil
+	return c, nil
 }
 
 func (inv *Invoker) cached(id, rev string) *cachedAction {
@@ -369,8 +368,8 @@ func (inv *Invoker) put(id, rev string, c *cachedAction) {
 
 // fallback records and acks an activation that never ran (fetch or limits error): a
 // Combined ack, shrunk when non-blocking, then the record (§2.1, §3.4).
-func (inv *Invoker) fallback(ctx context.Context, m *ActivationMessage, r ActivationResponse, received time.Time, log *slog.Logger) error {
-	log.Info("activation not run", "status", r.StatusCode, "result", string(r.Result))
+func (inv *Invoker) fallback(ctx context.Context, m *ActivationMessage, r ActivationResponse, received time.Time, log *actLog) error {
+	log.get().Info("activation not run", "status", r.StatusCode, "result", string(r.Result))
 	rec := inv.fallbackRecord(m, r)
 	// The record goes first, as for activations that ran, so that an acked activation
 	// always has its record; except when the store itself failed: then the ack must not
@@ -394,7 +393,7 @@ func (inv *Invoker) fallback(ctx context.Context, m *ActivationMessage, r Activa
 
 // finishFailed records and acks an activation the executor could not place: Combined,
 // as ContainerProxy does after a failed container start (§3.4).
-func (inv *Invoker) finishFailed(ctx context.Context, m *ActivationMessage, a *WhiskAction, r ActivationResponse, received time.Time, log *slog.Logger) error {
+func (inv *Invoker) finishFailed(ctx context.Context, m *ActivationMessage, a *WhiskAction, r ActivationResponse, received time.Time, log *actLog) error {
 	now := inv.cfg.Now()
 	rec := inv.record(m, a, &Outcome{RunStart: now, RunEnd: now}, Limits{}, r)
 	inv.store(ctx, m, rec, log)
@@ -527,6 +526,21 @@ func (inv *Invoker) fallbackRecord(m *ActivationMessage, r ActivationResponse) *
 	}
 }
 
+// actLog is an activation's logger, made on first use: most activations log nothing,
+// and slog's With formats its attributes at once.
+type actLog struct {
+	inv *Invoker
+	m   *ActivationMessage
+	l   *slog.Logger
+}
+
+func (a *actLog) get() *slog.Logger {
+	if a.l == nil {
+		a.l = a.inv.log.With("activation", a.m.ActivationID, "action", a.m.Action.DocID(), "tid", a.m.TransID.ID())
+	}
+	return a.l
+}
+
 func kv(k string, v []byte) KeyValue { return KeyValue{Key: k, Value: json.RawMessage(v)} }
 
 func jsonString(s string) []byte {
@@ -537,7 +551,7 @@ func jsonString(s string) []byte {
 // store writes the record unless the user opted out (limits.storeActivations=false).
 // A record that already exists is fine (a redelivery raced us); a store that is down
 // is retried for RecordRetry, then the record is given up and logged.
-func (inv *Invoker) store(ctx context.Context, m *ActivationMessage, rec *WhiskActivation, log *slog.Logger) {
+func (inv *Invoker) store(ctx context.Context, m *ActivationMessage, rec *WhiskActivation, log *actLog) {
 	if !m.User.StoreActivations() {
 		return
 	}
@@ -549,12 +563,12 @@ func (inv *Invoker) store(ctx context.Context, m *ActivationMessage, rec *WhiskA
 			return
 		}
 		if ctx.Err() != nil || inv.cfg.Now().After(deadline) {
-			log.Error("activation record lost: the store did not take it", "err", err)
+			log.get().Error("activation record lost: the store did not take it", "err", err)
 			return
 		}
-		log.Warn("writing the activation record failed; retrying", "err", err, "in", backoff)
+		log.get().Warn("writing the activation record failed; retrying", "err", err, "in", backoff)
 		if !sleep(ctx, backoff) {
-			log.Error("activation record lost: shutting down", "err", ctx.Err())
+			log.get().Error("activation record lost: shutting down", "err", ctx.Err())
 			return
 		}
 		backoff = min(backoff*2, 2*time.Second)
@@ -616,11 +630,42 @@ func (inv *Invoker) send(ctx context.Context, m *ActivationMessage, a Ack) error
 	if !m.Blocking {
 		a = a.Shrink()
 	}
+	return inv.resend(ctx, m, a, inv.cfg.Acks.SendAck(ctx, m.RootControllerIndex.AsString, a))
+}
+
+// sendActivationWhile sends the ResultMessage of a blocking activation and runs also
+// while it is on its way; it returns once both are done, with the send's error. With
+// an AckStarter the ack is started, not handed to a goroutine.
+func (inv *Invoker) sendActivationWhile(ctx context.Context, m *ActivationMessage, rec *WhiskActivation, also func()) error {
+	var a Ack = &ResultMessage{TransID: m.TransID, Response: activationJSON(rec, false)}
+	if !m.Blocking {
+		a = a.Shrink()
+	}
+	if st, ok := inv.cfg.Acks.(AckStarter); ok {
+		wait := st.StartAck(ctx, m.RootControllerIndex.AsString, a)
+		also()
+		return inv.resend(ctx, m, a, wait())
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		also()
+	}()
+	err := inv.resend(ctx, m, a, inv.cfg.Acks.SendAck(ctx, m.RootControllerIndex.AsString, a))
+	<-done
+	return err
+}
+
+// resend completes sending a after a first attempt that returned err: nil is done;
+// otherwise as send says (shrunk when too large, retried while the broker is away).
+func (inv *Invoker) resend(ctx context.Context, m *ActivationMessage, a Ack, err error) error {
 	ctrl := m.RootControllerIndex.AsString
 	backoff := 100 * time.Millisecond
 	giveUp := inv.cfg.Now().Add(inv.cfg.AckRetry)
-	for {
-		err := inv.cfg.Acks.SendAck(ctx, ctrl, a)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			err = inv.cfg.Acks.SendAck(ctx, ctrl, a)
+		}
 		if err == nil {
 			return nil
 		}
@@ -649,7 +694,7 @@ func (inv *Invoker) send(ctx context.Context, m *ActivationMessage, a Ack) error
 }
 
 // event publishes the user event of a finished activation (§3.7), if enabled.
-func (inv *Invoker) event(ctx context.Context, m *ActivationMessage, rec *WhiskActivation, memory int, log *slog.Logger) {
+func (inv *Invoker) event(ctx context.Context, m *ActivationMessage, rec *WhiskActivation, memory int, log *actLog) {
 	if inv.cfg.Events == nil {
 		return
 	}
@@ -658,7 +703,7 @@ func (inv *Invoker) event(ctx context.Context, m *ActivationMessage, rec *WhiskA
 		return
 	}
 	if err := inv.cfg.Events.SendEvent(ctx, ev); err != nil {
-		log.Warn("sending user event failed", "err", err)
+		log.get().Warn("sending user event failed", "err", err)
 	}
 }
 

@@ -141,6 +141,10 @@ type AuthKey struct {
 
 // StoreActivations reports the user limit storeActivations (absent means true).
 func (id Identity) StoreActivations() bool {
+	if !mayName(id.Limits, "storeactivations") {
+		// Nearly every user's limits: the key is not there, nothing to decode.
+		return true
+	}
 	var l struct {
 		StoreActivations *bool `json:"storeActivations"`
 	}
@@ -354,4 +358,38 @@ type ActivationEvent struct {
 	CausedBy              string `json:"causedBy,omitempty"`
 	Size                  *int   `json:"size,omitempty"`
 	UserDefinedStatusCode *int   `json:"userDefinedStatusCode,omitempty"`
+}
+
+// mayName reports whether the JSON text b may hold an object key that encoding/json
+// matches to the field key (lower case ASCII): false only when b is plain ASCII without
+// escapes and does not contain key in any letter case, which is then certain.
+// (encoding/json matches keys case-insensitively, with Unicode folding, and decodes
+// escapes; any non-ASCII byte or backslash therefore answers true.)
+func mayName(b []byte, key string) bool {
+	n := len(key)
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c >= 0x80 || c == '\\' {
+			return true
+		}
+		if i+n <= len(b) && lower(c) == key[0] {
+			j := 1
+			for ; j < n; j++ {
+				if b[i+j] >= 0x80 || lower(b[i+j]) != key[j] {
+					break
+				}
+			}
+			if j == n {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

@@ -201,3 +201,29 @@ func FuzzDecodeActivationMessage(f *testing.F) {
 		}
 	})
 }
+
+// StoreActivations skips decoding limits that cannot name storeActivations; the
+// answer must be the decoder's in every case.
+func TestStoreActivations(t *testing.T) {
+	cases := map[string]bool{
+		``:                                   true,
+		`{}`:                                 true,
+		`{"concurrentInvocations":30}`:       true,
+		`{"storeActivations":false}`:         false,
+		`{"storeActivations":true}`:          true,
+		`{"storeActivations":null}`:          true,
+		`{"StoreActivations":false}`:         false, // encoding/json ignores case
+		`{"storeactivations":false}`:         false,
+		`{"\u0073toreActivations":false}`:    false, // an escape in the key
+		"{\"\u017ftoreActivations\":false}": false, // ſ folds to s
+		`{"x":"storeActivations","storeActivations":false}`: false,
+		`{"x":"storeActivations"}`:                          true,
+		`{"storeActivation":false}`:                         true,
+		`{"storeActivations":false`:                         true, // not JSON: the default
+	}
+	for in, want := range cases {
+		if got := (Identity{Limits: json.RawMessage(in)}).StoreActivations(); got != want {
+			t.Errorf("%s: StoreActivations = %v, want %v", in, got, want)
+		}
+	}
+}
