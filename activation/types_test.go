@@ -206,15 +206,15 @@ func FuzzDecodeActivationMessage(f *testing.F) {
 // answer must be the decoder's in every case.
 func TestStoreActivations(t *testing.T) {
 	cases := map[string]bool{
-		``:                                   true,
-		`{}`:                                 true,
-		`{"concurrentInvocations":30}`:       true,
-		`{"storeActivations":false}`:         false,
-		`{"storeActivations":true}`:          true,
-		`{"storeActivations":null}`:          true,
-		`{"StoreActivations":false}`:         false, // encoding/json ignores case
-		`{"storeactivations":false}`:         false,
-		`{"\u0073toreActivations":false}`:    false, // an escape in the key
+		``:                                  true,
+		`{}`:                                true,
+		`{"concurrentInvocations":30}`:      true,
+		`{"storeActivations":false}`:        false,
+		`{"storeActivations":true}`:         true,
+		`{"storeActivations":null}`:         true,
+		`{"StoreActivations":false}`:        false, // encoding/json ignores case
+		`{"storeactivations":false}`:        false,
+		`{"\u0073toreActivations":false}`:   false, // an escape in the key
 		"{\"\u017ftoreActivations\":false}": false, // ſ folds to s
 		`{"x":"storeActivations","storeActivations":false}`: false,
 		`{"x":"storeActivations"}`:                          true,
