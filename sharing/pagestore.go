@@ -36,12 +36,23 @@ type PageStore struct {
 	view []byte
 	ro   bool // opened read-only (another process owns the store)
 
+	// fastHash is the fast index's hash of a page (fast.go): maphash with this store's
+	// random seed; nil for a read-only store, whose slots another process may rewrite.
+	// Tests replace it with a fake to cause collisions.
+	fastHash func(page []byte) uint64
+
 	mu     sync.Mutex
 	byHash map[[32]byte]uint32
 	hashes [][32]byte // by slot
 	refs   []uint32   // by slot
 	free   []uint32
 	live   uint64 // slots with refs > 0
+	// byFast is the fast index: a page's fast hash to a slot byHash also finds (live or
+	// free but findable) and whose bytes were written; fastOf is each slot's fast hash,
+	// meaningful only where byFast points back at the slot (one entry per slot at most).
+	byFast   map[uint64]uint32
+	fastOf   []uint64 // by slot
+	fastHits uint64   // pages found by the fast index, for tests
 }
 
 // OpenPageStore opens (creating) the store in dir.
@@ -68,6 +79,10 @@ func openPageStore(dir string, ro bool) (*PageStore, error) {
 		return nil, fmt.Errorf("sharing: open page store: %w", err)
 	}
 	s := &PageStore{dir: dir, data: data, idx: idx, byHash: map[[32]byte]uint32{}, ro: ro}
+	if !ro {
+		s.fastHash = newFastHash()
+		s.byFast = map[uint64]uint32{}
+	}
 	s.view, err = unix.Mmap(int(data.Fd()), 0, maxSlots*PageSize, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_NORESERVE)
 	if err != nil {
 		data.Close()
@@ -118,6 +133,9 @@ func (s *PageStore) load() error {
 		known[slot] = true
 	}
 	s.refs = make([]uint32, slots)
+	// The fast index starts empty (filling it would read every page): a page found by its
+	// SHA-256 enters it.
+	s.fastOf = make([]uint64, slots)
 	for slot := range s.hashes {
 		if known[slot] {
 			s.byHash[s.hashes[slot]] = uint32(slot)
@@ -153,7 +171,7 @@ func (s *PageStore) Sweep() {
 	for sl, r := range s.refs {
 		if r == 0 {
 			s.free = append(s.free, uint32(sl))
-			delete(s.byHash, s.hashes[sl])
+			s.forgetLocked(uint32(sl))
 		}
 	}
 }
@@ -163,83 +181,97 @@ func (s *PageStore) Put(page []byte) (uint32, [32]byte, error) {
 	if len(page) != PageSize {
 		return 0, [32]byte{}, fmt.Errorf("sharing: put: page of %d bytes", len(page))
 	}
-	h := sha256.Sum256(page)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if sl, ok := s.byHash[h]; ok {
-		if s.refs[sl] == 0 {
-			s.live++
-			s.dropFreeLocked(sl)
-		}
-		s.refs[sl]++
-		return sl, h, nil
+	slots, hashes, err := s.PutPages(page)
+	if err != nil {
+		return 0, [32]byte{}, err
 	}
-	var sl uint32
-	if n := len(s.free); n > 0 {
-		sl = s.free[n-1]
-		s.free = s.free[:n-1]
-	} else {
-		if len(s.hashes) >= maxSlots {
-			return 0, h, errors.New("sharing: page store full")
-		}
-		sl = uint32(len(s.hashes))
-		s.hashes = append(s.hashes, [32]byte{})
-		s.refs = append(s.refs, 0)
-	}
-	if _, err := s.data.WriteAt(page, int64(sl)*PageSize); err != nil {
-		s.free = append(s.free, sl)
-		return 0, h, fmt.Errorf("sharing: write page: %w", err)
-	}
-	var rec [36]byte
-	binary.LittleEndian.PutUint32(rec[:], sl)
-	copy(rec[4:], h[:])
-	if _, err := s.idx.Write(rec[:]); err != nil {
-		s.free = append(s.free, sl)
-		return 0, h, fmt.Errorf("sharing: write page index: %w", err)
-	}
-	delete(s.byHash, s.hashes[sl])
-	s.hashes[sl] = h
-	s.byHash[h] = sl
-	s.refs[sl] = 1
-	s.live++
-	return sl, h, nil
+	return slots[0], hashes[0], nil
 }
 
 // PutPages stores consecutive pages (a multiple of PageSize bytes) as Put does one by
 // one, and returns their slots and hashes: each page gets one reference. The new pages are
 // written with one pwrite per run of consecutive slots and the index records with one
-// write (Put costs two system calls per new page).
+// write (two system calls per call with new pages, none without).
+//
+// A page the fast index finds (fast.go) costs a 64-bit hash and a comparison of its bytes
+// with the slot's, no SHA-256; the others are hashed with SHA-256 outside the lock and
+// then found by their SHA-256 or stored.
 func (s *PageStore) PutPages(pages []byte) ([]uint32, [][32]byte, error) {
 	if len(pages)%PageSize != 0 {
 		return nil, nil, fmt.Errorf("sharing: put: %d bytes is not whole pages", len(pages))
 	}
 	n := len(pages) / PageSize
+	pageAt := func(i int) []byte { return pages[i*PageSize : (i+1)*PageSize] }
 	hs := make([][32]byte, n)
-	for i := range hs {
-		hs[i] = sha256.Sum256(pages[i*PageSize : (i+1)*PageSize])
+	slots := make([]uint32, n)
+	var fh []uint64
+	if s.fastHash != nil {
+		fh = make([]uint64, n)
+		for i := range fh {
+			fh[i] = s.fastHash(pageAt(i))
+		}
 	}
-	slots := make([]uint32, 0, n)
+	taken := make([]uint32, 0, n) // slots this call holds a reference to, for fail
+	var miss []int                // pages the fast index did not find, in order
+	s.mu.Lock()
+	if fh == nil {
+		miss = make([]int, n)
+		for i := range miss {
+			miss[i] = i
+		}
+	} else {
+		for i := range n {
+			sl, ok := s.fastFindLocked(fh[i], pageAt(i))
+			if !ok {
+				miss = append(miss, i)
+				continue
+			}
+			s.takeLocked(sl)
+			taken = append(taken, sl)
+			slots[i], hs[i] = sl, s.hashes[sl]
+		}
+		s.fastHits += uint64(len(taken))
+	}
+	if len(miss) == 0 {
+		s.mu.Unlock()
+		return slots, hs, nil
+	}
+	// Hash the rest without the lock: another call may store one of them meanwhile, which
+	// the look-up by SHA-256 below finds.
+	s.mu.Unlock()
+	for _, i := range miss {
+		hs[i] = sha256.Sum256(pageAt(i))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var local map[[32]byte]uint32 // pages new in this call
 	var fresh []int               // their indexes, in order
 	fail := func(err error) ([]uint32, [][32]byte, error) {
-		s.releaseLocked(slots)
+		s.releaseLocked(taken)
 		return nil, nil, err
 	}
-	for i, h := range hs {
-		if sl, ok := local[h]; ok {
-			s.refs[sl]++
-			slots = append(slots, sl)
+	// Stored pages first, then new ones: a free slot whose page this call revives is
+	// never taken for a new page of the same call (found by either index, a page gets
+	// the same slot).
+	rest := miss[:0] // pages not stored
+	for _, i := range miss {
+		if sl, ok := s.byHash[hs[i]]; ok {
+			s.takeLocked(sl)
+			taken = append(taken, sl)
+			slots[i] = sl
+			if fh != nil {
+				s.fastNoteLocked(fh[i], sl)
+			}
 			continue
 		}
-		if sl, ok := s.byHash[h]; ok {
-			if s.refs[sl] == 0 {
-				s.live++
-				s.dropFreeLocked(sl)
-			}
+		rest = append(rest, i)
+	}
+	for _, i := range rest {
+		h := hs[i]
+		if sl, ok := local[h]; ok {
 			s.refs[sl]++
-			slots = append(slots, sl)
+			taken = append(taken, sl)
+			slots[i] = sl
 			continue
 		}
 		var sl uint32
@@ -253,20 +285,21 @@ func (s *PageStore) PutPages(pages []byte) ([]uint32, [][32]byte, error) {
 			sl = uint32(len(s.hashes))
 			s.hashes = append(s.hashes, [32]byte{})
 			s.refs = append(s.refs, 0)
+			s.fastOf = append(s.fastOf, 0)
 		}
-		// The slot's old page is about to be overwritten: no longer findable.
-		if old, ok := s.byHash[s.hashes[sl]]; ok && old == sl {
-			delete(s.byHash, s.hashes[sl])
-		}
+		// The slot's old page is about to be overwritten: no longer findable, by either
+		// index (even if the write below fails half-way).
+		s.forgetLocked(sl)
 		s.hashes[sl] = h
 		s.refs[sl] = 1
 		s.live++
+		taken = append(taken, sl)
 		if local == nil {
 			local = map[[32]byte]uint32{}
 		}
 		local[h] = sl
 		fresh = append(fresh, i)
-		slots = append(slots, sl)
+		slots[i] = sl
 	}
 	for j := 0; j < len(fresh); {
 		k := j + 1
@@ -288,10 +321,32 @@ func (s *PageStore) PutPages(pages []byte) ([]uint32, [][32]byte, error) {
 			return fail(fmt.Errorf("sharing: write page index: %w", err))
 		}
 	}
-	for h, sl := range local {
-		s.byHash[h] = sl
+	// Only now, written, are the new pages findable.
+	for _, i := range fresh {
+		s.byHash[hs[i]] = slots[i]
+		if fh != nil {
+			s.fastNoteLocked(fh[i], slots[i])
+		}
 	}
 	return slots, hs, nil
+}
+
+// takeLocked counts a reference to a stored slot (reviving it if it was free).
+func (s *PageStore) takeLocked(sl uint32) {
+	if s.refs[sl] == 0 {
+		s.live++
+		s.dropFreeLocked(sl)
+	}
+	s.refs[sl]++
+}
+
+// forgetLocked makes the slot's page unfindable (by SHA-256 and by fast hash), before the
+// slot is overwritten or cut off.
+func (s *PageStore) forgetLocked(sl uint32) {
+	if cur, ok := s.byHash[s.hashes[sl]]; ok && cur == sl {
+		delete(s.byHash, s.hashes[sl])
+	}
+	s.fastForgetLocked(sl)
 }
 
 func (s *PageStore) dropFreeLocked(sl uint32) {
@@ -467,6 +522,11 @@ func (s *PageStore) Trim() (int64, error) {
 	if err := tmp.Close(); err != nil {
 		return 0, err
 	}
+	// The tail's pages stop being findable before they are cut off (a page found in a
+	// slot past the file's end could be neither read nor compared), whatever fails next.
+	for sl := n; sl < len(s.hashes); sl++ {
+		s.forgetLocked(uint32(sl))
+	}
 	if err := s.data.Truncate(int64(n) * PageSize); err != nil {
 		return 0, err
 	}
@@ -479,19 +539,12 @@ func (s *PageStore) Trim() (int64, error) {
 	}
 	s.idx.Close()
 	s.idx = idx
-	for sl := n; sl < len(s.hashes); sl++ {
-		if cur, ok := s.byHash[s.hashes[sl]]; ok && int(cur) == sl {
-			delete(s.byHash, s.hashes[sl])
-		}
-	}
-	s.hashes, s.refs = s.hashes[:n], s.refs[:n]
+	s.hashes, s.refs, s.fastOf = s.hashes[:n], s.refs[:n], s.fastOf[:n]
 	s.free = s.free[:0]
 	for sl := 0; sl < n; sl++ {
 		if s.refs[sl] == 0 {
 			s.free = append(s.free, uint32(sl))
-			if cur, ok := s.byHash[s.hashes[sl]]; ok && int(cur) == sl {
-				delete(s.byHash, s.hashes[sl])
-			}
+			s.forgetLocked(uint32(sl))
 		}
 	}
 	return freed, nil

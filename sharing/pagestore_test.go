@@ -144,3 +144,32 @@ func TestPutPagesLikePut(t *testing.T) {
 		t.Fatal("a partial page was accepted")
 	}
 }
+
+// A call that revives a free slot's page and also stores a new page never puts the new
+// page in that slot (which would store the revived page a second time), whichever index
+// finds the revived page.
+func TestPutPagesRevivesBeforeAllocating(t *testing.T) {
+	for _, fast := range []bool{true, false} {
+		s, err := OpenPageStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fast {
+			s.fastHash = nil
+		}
+		x, _, _ := s.Put(page(1))
+		y, _, _ := s.Put(page(2))
+		s.Release([]uint32{x, y}) // free, y the next to be taken, both findable
+		slots, _, err := s.PutPages(append(page(3), page(2)...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slots[1] != y || slots[0] != x {
+			t.Fatalf("fast index %v: slots %v, want page 2 revived in %d and page 3 in %d", fast, slots, y, x)
+		}
+		if st := s.Stats(); st.Slots != 2 || st.Live != 2 {
+			t.Fatalf("fast index %v: %+v", fast, st)
+		}
+		s.Close()
+	}
+}
