@@ -56,7 +56,10 @@ var _ store.Store = (*Store)(nil)
 // Open opens (creating if needed) the store file at path. It waits up to a second for
 // another process's lock on the file.
 func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	// The freelist is not written at each commit (one page write less per record's
+	// transaction) but rebuilt from the pages when the file is opened, as etcd does;
+	// the hashmap freelist keeps allocation cheap as the file grows.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("bbolt: open %s: %w", path, err)
 	}

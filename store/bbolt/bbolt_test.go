@@ -3,6 +3,7 @@ package bbolt
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -94,4 +95,85 @@ func TestRefusesUnknownFormat(t *testing.T) {
 	if _, err := Open(path); err == nil || !strings.Contains(err.Error(), "unknown format version") {
 		t.Fatalf("opened a format-2 file: %v", err)
 	}
+}
+
+// The store does not sync its freelist: a file it wrote opens consistent in a bbolt that
+// does (and back), and pages freed before a reopen are found again.
+func TestFreelistNotSynced(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seuss.db")
+	ctx := context.Background()
+	check := func(db *bolt.DB) {
+		t.Helper()
+		if err := db.View(func(tx *bolt.Tx) error {
+			for err := range tx.Check() {
+				return err
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := storetest.Action("guest", "big")
+	if _, err := s.PutAction(ctx, a, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAction(ctx, "guest/big", a.Rev); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{storetest.ActivationID(), storetest.ActivationID()}
+	if err := s.PutActivation(ctx, storetest.Activation("guest", "hello", ids[0], 1000)); err != nil {
+		t.Fatal(err)
+	}
+	check(s.db)
+	if s.db.Stats().FreePageN == 0 {
+		t.Fatal("no free pages after deleting a 1 MiB attachment")
+	}
+	s.Close()
+
+	db, err := bolt.Open(path, 0o600, nil) // syncs its freelist
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(db)
+	db.Close()
+
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if free := s.db.Stats().FreePageN; free == 0 {
+		t.Fatal("reopened: no free pages")
+	}
+	// The freed pages take a new attachment of the same size: the file does not grow.
+	before := fileSize(t, path)
+	b := storetest.Action("guest", "big2")
+	if _, err := s.PutAction(ctx, b, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if after := fileSize(t, path); after > before {
+		t.Fatalf("file grew from %d to %d bytes: the freed pages were not reused", before, after)
+	}
+	if err := s.PutActivation(ctx, storetest.Activation("guest", "hello", ids[1], 2000)); err != nil {
+		t.Fatal(err)
+	}
+	check(s.db)
+	for _, id := range ids {
+		if _, err := s.GetActivation(ctx, "guest", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }

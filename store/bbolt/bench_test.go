@@ -26,3 +26,19 @@ func BenchmarkPutActivation(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPutActivationSequential: one record at a time, as at --parallel 1: every
+// record is a transaction of its own.
+func BenchmarkPutActivationSequential(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "seuss.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := s.PutActivation(context.Background(), storetest.Activation("guest", "hello", storetest.ActivationID(), 1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
