@@ -43,8 +43,9 @@ type Kernel struct {
 	outTruncated atomic.Bool
 
 	// sleeping counts threads asleep in a restartable wait (see asleep in quiesce.go):
-	// snapshots capture a UC only when every thread inside a system call is asleep.
-	sleeping atomic.Int32
+	// snapshots capture a UC only when every thread inside a system call is asleep. It
+	// wakes a waiter for quiescence when a thread falls asleep (sleepCount).
+	sleeping sleepCount
 
 	// Statistics.
 	counts        [512]atomic.Uint64

@@ -22,12 +22,14 @@ import (
 // the call again.
 
 // WaitQuiescent pauses the UC once every thread is asleep inside a system call (for the
-// launchers: blocked reading fd 0 for the next request). It looks every 25 µs without
-// disturbing the guest and pauses only when the UC looks idle, then checks again paused.
-// On success the UC is left paused.
+// launchers: blocked reading fd 0 for the next request). It looks without disturbing the
+// guest whenever a thread falls asleep (sleepCount) and, for changes that wake nobody (a
+// thread ending), every quiesceFallback; it pauses only when the UC looks idle, then
+// checks again paused. On success the UC is left paused.
 func (uc *UC) WaitQuiescent(ctx context.Context) error {
-	t := time.NewTicker(25 * time.Microsecond)
-	defer t.Stop()
+	wake := uc.k.sleeping.watch()
+	defer uc.k.sleeping.unwatch()
+	var tick <-chan time.Time
 	for {
 		if uc.looksIdle() {
 			if err := uc.Pause(); err != nil {
@@ -45,15 +47,26 @@ func (uc *UC) WaitQuiescent(ctx context.Context) error {
 				return err
 			}
 		}
+		if tick == nil {
+			t := time.NewTicker(quiesceFallback)
+			defer t.Stop()
+			tick = t.C
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("unikernel: wait for quiescence: %w", context.Cause(ctx))
 		case <-uc.done:
 			return fmt.Errorf("%w: the UC ended while waiting for quiescence", ErrState)
-		case <-t.C:
+		case <-wake:
+		case <-tick:
 		}
 	}
 }
+
+// quiesceFallback is how often WaitQuiescent looks without being woken: a safety net
+// for changes that count no thread asleep (a thread ending, a spurious miss); a variable
+// so that a test can take it away.
+var quiesceFallback = 3 * time.Millisecond
 
 // looksIdle reports, without pausing, whether every thread seems asleep in a call.
 func (uc *UC) looksIdle() bool {
