@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 )
 
 // Ack is one of the three acknowledgement messages a controller reads on
@@ -50,6 +51,44 @@ func shrinkResponse(r json.RawMessage) json.RawMessage {
 	}
 	b, _ := json.Marshal(a.ActivationID)
 	return b
+}
+
+// EncodeAck is Marshal(a), the ack as it goes on the wire. The activation of an ack
+// the invoker made is already compact JSON: it is copied in as it is, where Marshal
+// would scan it again to compact it.
+func EncodeAck(a Ack) ([]byte, error) {
+	var b []byte
+	switch m := a.(type) {
+	case *ResultMessage:
+		if !m.compact || len(m.TransID.raw) == 0 || len(m.Response) == 0 {
+			break
+		}
+		b = make([]byte, 0, len(m.TransID.raw)+len(m.Response)+32)
+		b = append(b, `{"transid":`...)
+		b = append(b, m.TransID.raw...)
+		b = append(b, `,"response":`...)
+		b = append(b, m.Response...)
+		return append(b, '}'), nil
+	case *CombinedCompletionAndResultMessage:
+		if !m.compact || len(m.TransID.raw) == 0 || len(m.Response) == 0 {
+			break
+		}
+		inst, err := Marshal(&m.Instance)
+		if err != nil {
+			return nil, err
+		}
+		b = make([]byte, 0, len(m.TransID.raw)+len(m.Response)+len(inst)+64)
+		b = append(b, `{"transid":`...)
+		b = append(b, m.TransID.raw...)
+		b = append(b, `,"response":`...)
+		b = append(b, m.Response...)
+		b = append(b, `,"isSystemError":`...)
+		b = strconv.AppendBool(b, m.IsSystemError)
+		b = append(b, `,"instance":`...)
+		b = append(b, inst...)
+		return append(b, '}'), nil
+	}
+	return Marshal(a)
 }
 
 // AckSender delivers acks to the controller that sent the activation. It is

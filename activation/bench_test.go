@@ -30,7 +30,7 @@ func (instantExecutor) Run(_ context.Context, job *activation.Job) (*activation.
 type encodingAcks struct{}
 
 func (encodingAcks) SendAck(_ context.Context, _ string, ack activation.Ack) error {
-	_, err := activation.Marshal(ack)
+	_, err := activation.EncodeAck(ack)
 	return err
 }
 

@@ -28,12 +28,10 @@ func DecodeActivationMessage(b []byte) (*ActivationMessage, error) {
 		return nil, fmt.Errorf("%w: not UTF-8", ErrMalformed)
 	}
 	var m ActivationMessage
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&m); err != nil {
+	// json.Unmarshal refuses anything but white space after the object, as a
+	// Decoder's More would, without copying the message into a Decoder's buffer.
+	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrMalformed)
 	}
 	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)

@@ -602,7 +602,7 @@ func activationJSON(rec *WhiskActivation, withLogs bool) json.RawMessage {
 
 // sendActivation sends a ResultMessage.
 func (inv *Invoker) sendActivation(ctx context.Context, m *ActivationMessage, rec *WhiskActivation) error {
-	return inv.send(ctx, m, &ResultMessage{TransID: m.TransID, Response: activationJSON(rec, false)})
+	return inv.send(ctx, m, &ResultMessage{TransID: m.TransID, Response: activationJSON(rec, false), compact: true})
 }
 
 func (inv *Invoker) sendCombined(ctx context.Context, m *ActivationMessage, rec *WhiskActivation) error {
@@ -611,6 +611,7 @@ func (inv *Invoker) sendCombined(ctx context.Context, m *ActivationMessage, rec 
 		Response:      activationJSON(rec, true),
 		IsSystemError: rec.Response.StatusCode == StatusWhiskError,
 		Instance:      inv.instance,
+		compact:       true,
 	})
 }
 
@@ -637,7 +638,7 @@ func (inv *Invoker) send(ctx context.Context, m *ActivationMessage, a Ack) error
 // while it is on its way; it returns once both are done, with the send's error. With
 // an AckStarter the ack is started, not handed to a goroutine.
 func (inv *Invoker) sendActivationWhile(ctx context.Context, m *ActivationMessage, rec *WhiskActivation, also func()) error {
-	var a Ack = &ResultMessage{TransID: m.TransID, Response: activationJSON(rec, false)}
+	var a Ack = &ResultMessage{TransID: m.TransID, Response: activationJSON(rec, false), compact: true}
 	if !m.Blocking {
 		a = a.Shrink()
 	}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The JSON shapes below are spray-json's, as OpenWhisk writes and reads them
@@ -47,6 +49,9 @@ func (t TransactionID) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON accepts [id, start, ...] and keeps the raw form.
 func (t *TransactionID) UnmarshalJSON(b []byte) error {
+	if t.unmarshalPlain(b) {
+		return nil
+	}
 	var parts []json.RawMessage
 	if err := json.Unmarshal(b, &parts); err != nil {
 		return fmt.Errorf("transid: %w", err)
@@ -76,6 +81,46 @@ func (t *TransactionID) UnmarshalJSON(b []byte) error {
 	}
 	*t = TransactionID{raw: compact.Bytes(), id: id, start: ms}
 	return nil
+}
+
+// unmarshalPlain reads the transid as controllers write it, ["<id>",<start>(,...)]
+// with no white space and no escapes, without decoding it three times; b is a JSON
+// value encoding/json has checked. Any other form answers false, for the general path.
+func (t *TransactionID) unmarshalPlain(b []byte) bool {
+	if len(b) < 6 || b[0] != '[' || b[1] != '"' || b[len(b)-1] != ']' {
+		return false
+	}
+	for _, c := range b {
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\\' {
+			return false
+		}
+	}
+	q := bytes.IndexByte(b[2:], '"')
+	if q < 0 {
+		return false
+	}
+	id := b[2 : 2+q]
+	if !utf8.Valid(id) {
+		return false
+	}
+	rest := b[2+q+1:]
+	if len(rest) < 3 || rest[0] != ',' {
+		return false
+	}
+	rest = rest[1:]
+	n := 0
+	for n < len(rest) && (rest[n] >= '0' && rest[n] <= '9' || n == 0 && rest[n] == '-') {
+		n++
+	}
+	if n == 0 || n >= len(rest) || (rest[n] != ',' && rest[n] != ']') {
+		return false // a fraction or an exponent: the general path
+	}
+	ms, err := strconv.ParseInt(string(rest[:n]), 10, 64)
+	if err != nil {
+		return false
+	}
+	*t = TransactionID{raw: bytes.Clone(b), id: string(id), start: ms}
+	return true
 }
 
 // FullyQualifiedEntityName is {"path","name","version"?,"binding"?}; a bare string
@@ -212,6 +257,9 @@ type PingMessage struct {
 type ResultMessage struct {
 	TransID  TransactionID   `json:"transid"`
 	Response json.RawMessage `json:"response"`
+
+	// compact: Response is compact JSON from Marshal, for EncodeAck.
+	compact bool
 }
 
 // CompletionMessage frees the controller's slot for the activation.
@@ -228,6 +276,9 @@ type CombinedCompletionAndResultMessage struct {
 	Response      json.RawMessage   `json:"response"`
 	IsSystemError bool              `json:"isSystemError"`
 	Instance      InvokerInstanceID `json:"instance"`
+
+	// compact: Response is compact JSON from Marshal, for EncodeAck.
+	compact bool
 }
 
 // KeyValue is one entry of OpenWhisk's Parameters (annotations, parameters).

@@ -227,3 +227,89 @@ func TestStoreActivations(t *testing.T) {
 		}
 	}
 }
+
+// The plain transid form is read without the general path, with the same result.
+func TestTransactionIDPlain(t *testing.T) {
+	for _, in := range []string{
+		`["abc",1716200000000]`,
+		`["abc",1716200000000,false]`,
+		`["abc",-5,{"x":1}]`,
+		`["",0]`,
+		`["abc", 1716200000000]`,
+		`["a\"bc",17]`,
+		`["abc",1.5e3]`,
+		`["abc",99999999999999999999]`,
+		`["abc",17.0]`,
+		"[\"caf\u00e9\",17]",
+	} {
+		var fast, slow TransactionID
+		if err := json.Unmarshal([]byte(in), &fast); err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		if err := slow.UnmarshalJSON([]byte(in)); err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		// slow went through unmarshalPlain too when it could: decode the general way.
+		var parts []json.RawMessage
+		_ = json.Unmarshal([]byte(in), &parts)
+		var id string
+		_ = json.Unmarshal(parts[0], &id)
+		if fast.ID() != id || fast.ID() != slow.ID() || fast.StartMillis() != slow.StartMillis() {
+			t.Errorf("%s: id %q start %d, want %q %d", in, fast.ID(), fast.StartMillis(), id, slow.StartMillis())
+		}
+		raw, _ := fast.MarshalJSON()
+		var want bytes.Buffer
+		_ = json.Compact(&want, []byte(in))
+		if string(raw) != want.String() {
+			t.Errorf("%s: raw %s, want %s", in, raw, want.String())
+		}
+	}
+	var plain TransactionID
+	if !plain.unmarshalPlain([]byte(`["abc",1716200000000,false]`)) || plain.StartMillis() != 1716200000000 {
+		t.Fatalf("the plain form took the general path: %+v", plain)
+	}
+	for _, in := range []string{`["abc", 1]`, `["a\"bc",1]`, `["abc",1.5]`, `["abc",99999999999999999999]`, `[1,2]`} {
+		if plain.unmarshalPlain([]byte(in)) {
+			t.Errorf("%s: read as plain", in)
+		}
+	}
+}
+
+// EncodeAck writes what Marshal writes, for acks the invoker makes (record copied in)
+// and for any other ack (Marshal itself).
+func TestEncodeAck(t *testing.T) {
+	var tid TransactionID
+	if err := json.Unmarshal([]byte(`["Xw3VQmMKbZpbYU8LPaWRhTG6C2dTPFrQ",1716200000000,false]`), &tid); err != nil {
+		t.Fatal(err)
+	}
+	dur := int64(12)
+	rec := &WhiskActivation{Namespace: "guest", Name: "hello", Subject: "guest", ActivationID: "7f3d2a9c1b8e4f60a5d4c3b2a1908f7e",
+		Start: 1, End: 13, Duration: &dur, Version: "0.0.1", Logs: []string{"a <b> & \u2028 é"},
+		Response:    Response(StatusSuccess, json.RawMessage(`{"html":"<p>&amp;</p>","u":"\u2028","n":[1, 2]}`), nil),
+		Annotations: []KeyValue{kv("path", jsonString("guest/hello"))}}
+	inst := NewInvokerInstanceID(0, 2048)
+	for _, a := range []Ack{
+		&ResultMessage{TransID: tid, Response: activationJSON(rec, false), compact: true},
+		&CombinedCompletionAndResultMessage{TransID: tid, Response: activationJSON(rec, true), IsSystemError: true, Instance: inst, compact: true},
+		&CombinedCompletionAndResultMessage{TransID: tid, Response: activationJSON(rec, true), Instance: inst, compact: true},
+		(&ResultMessage{TransID: tid, Response: activationJSON(rec, false), compact: true}).Shrink(),
+		(&CombinedCompletionAndResultMessage{TransID: tid, Response: activationJSON(rec, true), Instance: inst, compact: true}).Shrink(),
+		&ResultMessage{TransID: tid, Response: json.RawMessage(`{ "a" : 1 }`)},
+		&ResultMessage{TransID: tid, compact: true},
+		&CompletionMessage{TransID: tid, ActivationID: rec.ActivationID, Instance: inst},
+	} {
+		want, err := Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := EncodeAck(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s ack:\n got %s\nwant %s", AckKind(a), got, want)
+		}
+	}
+}
