@@ -220,6 +220,9 @@ type Stats struct {
 	// Restores into recycled VMs, into fresh shells mapped ahead, and into fresh shells
 	// mapped on the restore path (C and W only).
 	Recycled, Mapped, Fresh int64
+	// Of the restores into recycled VMs: those that found one ready and those that waited
+	// for one being recycled; Spares counts idle UCs recycled ahead of need.
+	RecycledReady, RecycledWaited, Spares int64
 }
 
 // Stats reports the pool and the path counts.
@@ -235,7 +238,8 @@ func (e *Executor) Stats() Stats {
 		p[k] = v
 	}
 	return Stats{Live: len(e.live), Idle: n, ReservedMB: e.reserved, Paths: p,
-		Recycled: e.shells.recycledHits.Load(), Mapped: e.shells.mappedHits.Load(), Fresh: e.shells.freshShells.Load()}
+		Recycled: e.shells.recycledHits.Load(), Mapped: e.shells.mappedHits.Load(), Fresh: e.shells.freshShells.Load(),
+		RecycledReady: e.shells.recycledReady.Load(), RecycledWaited: e.shells.recycledWaited.Load(), Spares: e.shells.spares.Load()}
 }
 
 // LivePrivateBytes returns, for each live UC, the bytes of guest memory it holds of its
@@ -276,8 +280,14 @@ func (e *Executor) retire(inst *instance) {
 		inst.close()
 		return
 	}
-	e.recycles.add()
 	e.shells.recycleStart(inst.rt)
+	e.recycleVM(inst)
+}
+
+// recycleVM recycles the VM of an ended idle instance in the background, for the
+// runtime snapshot it was restored from; recycleStart has been called for it.
+func (e *Executor) recycleVM(inst *instance) {
+	e.recycles.add()
 	go func() {
 		defer e.recycles.done()
 		defer e.shells.recycleDone(inst.rt)
@@ -825,14 +835,69 @@ func (e *Executor) restore(kind runtimes.Kind, root *runtimes.Root, job *activat
 			}
 		}
 		if vm, ok := e.shells.takeRecycled(rt, recycleWait); ok {
-			return e.restoreOnVM(vm, true, time.Since(t0), kind, root, job, rt, f)
+			inst, err := e.restoreOnVM(vm, true, time.Since(t0), kind, root, job, rt, f)
+			if f == nil {
+				e.recycleAhead(rt)
+			}
+			return inst, err
 		}
 	}
 	vm, mapped, err := e.shells.getMapped(rt)
 	if err != nil {
 		return nil, err
 	}
-	return e.restoreOnVM(vm, mapped, time.Since(t0), kind, root, job, rt, f)
+	inst, err := e.restoreOnVM(vm, mapped, time.Since(t0), kind, root, job, rt, f)
+	if f == nil {
+		e.recycleAhead(rt)
+	}
+	return inst, err
+}
+
+// keepIdle is how many idle UCs of a runtime snapshot, the most recently used, are never
+// recycled ahead (recycleAhead): an action run again and again stays hot (H).
+const keepIdle = 1
+
+// recycleAhead keeps one recycled VM of rt ready for the next C: when none is ready or
+// on its way, it recycles the least recently used idle UC of rt in the background, as the
+// next C would otherwise do on its critical path (evictIdleOf, then 0.4-1 ms waiting for
+// the copy). Only a C calls it (its restore, and its UC parking): it takes one idle UC
+// per new function, as that C's successor would, one C earlier; a workload of repeats
+// (H) or of W restores evicts nothing ahead, so it cannot set off a chain of evictions
+// through a cycle of actions. The spare is one VM per runtime snapshot outside the
+// memory budget, as the VMs recycled after an eviction are.
+func (e *Executor) recycleAhead(rt *RuntimeSnapshot) {
+	if e.cfg.NoRecycle || rt == nil {
+		return
+	}
+	e.mu.Lock()
+	if e.closed || !e.shells.spareWanted(rt) {
+		e.mu.Unlock()
+		return
+	}
+	var victim *instance
+	n := 0
+	for _, l := range e.idle {
+		for _, inst := range l {
+			if inst.rt == rt {
+				n++
+				if victim == nil || inst.lastUsed.Before(victim.lastUsed) {
+					victim = inst
+				}
+			}
+		}
+	}
+	if n <= keepIdle {
+		e.mu.Unlock()
+		return
+	}
+	e.removeIdleLocked(victim)
+	e.reserved -= victim.memMB
+	delete(e.live, victim)
+	// Counted on its way while e.mu is held: a concurrent recycleAhead sees it.
+	e.shells.recycleStart(rt)
+	e.mu.Unlock()
+	e.shells.spares.Add(1)
+	e.recycleVM(victim)
 }
 
 // recycleWait bounds how long a restore waits for a VM being recycled (a few hundred
@@ -1060,17 +1125,24 @@ func (e *Executor) removeIdleLocked(inst *instance) bool {
 
 func (e *Executor) park(inst *instance) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closed || !e.live[inst] {
+		e.mu.Unlock()
 		go inst.close()
 		return
 	}
 	inst.lastUsed = time.Now()
 	e.idle[inst.key] = append(e.idle[inst.key], inst)
-	if inst.idleTimer == nil {
+	first := inst.idleTimer == nil
+	if first {
 		inst.idleTimer = time.AfterFunc(e.cfg.IdleTTL, func() { e.expire(inst) })
 	} else {
 		inst.idleTimer.Reset(e.cfg.IdleTTL)
+	}
+	e.mu.Unlock()
+	if first && inst.parent != nil {
+		// A C instance parks after its first activation: its restore may have found no
+		// idle UC to recycle ahead. Later parks (H) never recycle ahead.
+		e.recycleAhead(inst.parent)
 	}
 }
 

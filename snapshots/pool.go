@@ -20,8 +20,13 @@ type shellPool struct {
 	// vcpus is how many vCPUs a shell gets ahead: the most threads a restored snapshot
 	// had (node: V8's workers and libuv's), so that no restore creates vCPUs itself.
 	vcpus atomic.Int32
-	// recycledHits counts restores into recycled VMs.
-	recycledHits atomic.Int64
+	// recycledHits counts restores into recycled VMs; of those taken by takeRecycled,
+	// recycledReady found one ready and recycledWaited waited for one being recycled.
+	recycledHits                  atomic.Int64
+	recycledReady, recycledWaited atomic.Int64
+	// spares counts idle UCs recycled ahead of the restore that takes their VM
+	// (Executor.recycleAhead).
+	spares atomic.Int64
 	// mappedHits and freshShells count restores into pre-mapped fresh shells and into
 	// shells mapped on the restore path.
 	mappedHits, freshShells atomic.Int64
@@ -223,6 +228,9 @@ func (p *shellPool) takeRecycled(rt *RuntimeSnapshot, d time.Duration) (vm *unik
 			p.recycledHits.Add(1)
 			if t != nil {
 				t.Stop()
+				p.recycledWaited.Add(1)
+			} else {
+				p.recycledReady.Add(1)
 			}
 			return vm, true
 		}
@@ -251,6 +259,13 @@ func (p *shellPool) recyclingCount(rt *RuntimeSnapshot) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.recycling[rt]
+}
+
+// spareWanted reports whether no recycled VM of rt is ready or on its way.
+func (p *shellPool) spareWanted(rt *RuntimeSnapshot) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.recycled[rt]) == 0 && p.recycling[rt] == 0
 }
 
 // track makes rt's pools (pre-mapped shells, recycled VMs) exist, as the first
