@@ -46,10 +46,13 @@
 //
 // # Files
 //
-// A Store directory (Config.SnapshotDir) holds runtimes/<id>.snap and <id>.mem,
-// functions/<id>.snap and pages/ (see Store). A state file (.snap), format 1.1 (the
-// format version is independent of releases; a reader refuses an unknown major or a newer
-// minor and reads every older minor of its major; golden files per version in testdata/):
+// A Store directory (Config.SnapshotDir) holds runtimes/<id>.snap and <id>.mem, the
+// function log functions/seg-<seq>.log (function snapshots' state files as appended
+// records, drawn in funclog.go; functions/<id>.snap of earlier stores still load) and
+// pages/ (see Store). A state file (.snap, or a function log record's payload), format
+// 1.1 (the format version is independent of releases; a reader refuses an unknown major
+// or a newer minor and reads every older minor of its major; golden files per version in
+// testdata/):
 //
 //	offset  size  field
 //	0       8     magic "SEUSSNAP"

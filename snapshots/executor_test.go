@@ -153,8 +153,8 @@ func TestPaths(t *testing.T) {
 	}
 }
 
-// TestCorruptSnapshots: damaged files are never run; the executor falls back (W to C,
-// C to B) and deletes them.
+// TestCorruptSnapshots: damaged files and function log records are never run; the
+// executor falls back (W to C, C to B) and deletes them.
 func TestCorruptSnapshots(t *testing.T) {
 	dir := t.TempDir()
 	e := newExec(t, Config{SnapshotDir: dir})
@@ -178,15 +178,22 @@ func TestCorruptSnapshots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fns, _ := filepath.Glob(filepath.Join(dir, "functions", "*.snap"))
-	if len(fns) != 1 {
-		t.Fatalf("function snapshots %v", fns)
+	segs, _ := filepath.Glob(filepath.Join(dir, "functions", "seg-*.log"))
+	if len(segs) != 1 {
+		t.Fatalf("function log segments %v", segs)
 	}
-	// 1. A flipped byte in the function snapshot's state: refused at open, deleted, C.
-	flip(fns[0], 100)
+	before, _ := os.Stat(segs[0])
+	// 1. A flipped byte in the function snapshot's state (its log record, the log's only
+	// one): refused at open, the segment truncated before it, C.
+	flip(segs[0], 100)
 	e = newExec(t, Config{SnapshotDir: dir})
-	if _, err := os.Stat(fns[0]); !os.IsNotExist(err) {
-		t.Fatalf("corrupt snapshot kept: %v", err)
+	if after, err := os.Stat(segs[0]); err != nil {
+		t.Fatal(err)
+	} else if after.Size() >= before.Size() {
+		t.Fatalf("corrupt record kept: segment of %d bytes, was %d", after.Size(), before.Size())
+	}
+	if ents := e.Store().List(); len(ents) != 1 || ents[0].Type != TypeRuntime {
+		t.Fatalf("store lists %+v", ents)
 	}
 	run(t, e, b, activation.PathCold, 1)
 	e.WaitSnapshots()

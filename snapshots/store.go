@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -24,16 +25,21 @@ import (
 
 // Store is the snapshot directory (--snapshot-dir) and its in-memory index:
 //
-//	<dir>/runtimes/<id>.snap   runtime snapshot state (format.go)
-//	<dir>/runtimes/<id>.mem    its memory: a sparse file, offset = guest address
-//	<dir>/functions/<id>.snap  function snapshot state + page diff
-//	<dir>/pages/               the content-addressed page store (package sharing)
+//	<dir>/runtimes/<id>.snap    runtime snapshot state (format.go)
+//	<dir>/runtimes/<id>.mem     its memory: a sparse file, offset = guest address
+//	<dir>/functions/seg-<seq>.log  the function log (funclog.go): function snapshot
+//	                            states (state + page diff) as appended records, <seq>
+//	                            8 digits, the last segment the one appended to
+//	<dir>/functions/<id>.snap   a function snapshot's state file, as stores before the
+//	                            log wrote them (still read, never written)
+//	<dir>/pages/                the content-addressed page store (package sharing)
 //
 // Every snapshot is decoded (and checked) when the store opens; function snapshots whose
 // parent is missing or different are deleted. Function snapshots are kept under a byte
-// budget, least recently used evicted first. Files are written to a temporary name and
-// renamed, so a crash leaves either nothing or a whole file (and a torn one fails its
-// checksum, and a crash can lose the newest snapshots but never make one run wrong).
+// budget, least recently used evicted first. Runtime state files are written unnamed and
+// linked in, so a crash leaves either nothing or a whole file; function snapshot states
+// are appended to the log without fsync. A torn state fails its checksum: a crash can
+// lose the newest snapshots but never make one run wrong.
 type Store struct {
 	dir   string
 	pages *sharing.PageStore
@@ -48,10 +54,17 @@ type Store struct {
 	funcs    map[string]*FunctionSnapshot
 	lru      *list.List // *FunctionSnapshot, most recent at the front
 	budget   int64
-	// stateBytes sums the function snapshots' state files; with the page store's live
+	// stateBytes sums the function snapshots' states (log records or files); with the page store's live
 	// pages (each counted once, however many snapshots share it) it is what the budget
 	// bounds: the cache's real footprint.
 	stateBytes int64
+
+	// logMu serializes the function log's writes, rotation and compaction (taken before
+	// mu, never while holding it). active is the segment appended to, the last of segs
+	// (nil read-only); segs, oldest first, change under both locks.
+	logMu  sync.Mutex
+	active *os.File
+	segs   []*segment
 }
 
 // usedLocked is the cache's footprint: state files plus live pages.
@@ -101,12 +114,13 @@ func (r *RuntimeSnapshot) close() error {
 type FunctionSnapshot struct {
 	ID       string
 	File     *File
-	Bytes    int64 // state file + the data pages it references (shared ones in full)
+	Bytes    int64 // state (record or file) + the data pages it references (shared ones in full)
 	Hits     uint64
 	LastUsed time.Time
 	elem     *list.Element
 	verified bool
 	slots    []uint32
+	rec      recLoc // where its state is stored; rec.n its size
 
 	wsMu sync.Mutex
 	ws   [][2]uint64 // working set of the first run after a W restore (Config.Prefetch)
@@ -178,15 +192,24 @@ func openStore(dir string, budget int64, log *slog.Logger, readOnly bool) (*Stor
 		return nil, err
 	}
 	s.pages = pages
-	s.load()
+	if err := s.load(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
 // Close closes the store's files.
 func (s *Store) Close() error {
+	var errs []error
+	s.logMu.Lock()
+	if s.active != nil {
+		errs = append(errs, s.active.Close())
+		s.active = nil
+	}
+	s.logMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var errs []error
 	for _, r := range s.runtimes {
 		errs = append(errs, r.close())
 	}
@@ -216,7 +239,7 @@ func readFile(p string) (*File, error) {
 	return Decode(bufio.NewReaderSize(f, 1<<20), st.Size())
 }
 
-func (s *Store) load() {
+func (s *Store) load() error {
 	rdir := filepath.Join(s.dir, "runtimes")
 	ents, _ := os.ReadDir(rdir)
 	for _, e := range ents {
@@ -251,56 +274,201 @@ func (s *Store) load() {
 		}
 		s.runtimes[id] = &RuntimeSnapshot{ID: id, File: f, mem: mem}
 	}
+	fs, err := s.loadFunctions()
+	if err != nil {
+		return err
+	}
+	if !s.readOnly {
+		s.pages.Sweep()
+	}
+	// Most recent first; equal times keep the log's order, newest first.
+	sort.SliceStable(fs, func(i, j int) bool { return fs[i].LastUsed.After(fs[j].LastUsed) })
+	s.mu.Lock()
+	for _, f := range fs {
+		s.linkLocked(f, false)
+	}
+	victims := s.evictLocked()
+	s.mu.Unlock()
+	s.logMu.Lock()
+	s.dropLocked(victims)
+	s.compactLocked()
+	s.logMu.Unlock()
+	return nil
+}
+
+// loadFunctions replays the function log and reads the state files of earlier stores;
+// it returns the usable function snapshots, newest record first, their pages counted
+// (Ref), and opens the active segment. Unusable ones are logged and deleted.
+func (s *Store) loadFunctions() ([]*FunctionSnapshot, error) {
 	fdir := filepath.Join(s.dir, "functions")
-	ents, _ = os.ReadDir(fdir)
-	var fs []*FunctionSnapshot
+	ents, _ := os.ReadDir(fdir)
+	legacy := map[string]os.DirEntry{}
+	var seqs []uint32
 	for _, e := range ents {
 		name := e.Name()
-		id, ok := strings.CutSuffix(name, ".snap")
-		if !ok {
+		if id, ok := strings.CutSuffix(name, ".snap"); ok && !strings.HasPrefix(name, ".") {
+			legacy[id] = e
+		} else if seq, ok := parseSegName(name); ok {
+			seqs = append(seqs, seq)
+		} else {
 			s.remove(filepath.Join(fdir, name))
+		}
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+
+	// Replay: the last record of an id wins (nil: deleted). Each segment stays open until
+	// its winners are decoded, so a compaction by the owner of the directory, while this
+	// read-only store replays, cannot take a segment away halfway.
+	last := map[string]*recLoc{}
+	var order []string // ids by their last record, oldest first
+	files := map[*segment]*os.File{}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for i, seq := range seqs {
+		g := &segment{seq: seq}
+		f, err := os.Open(s.segPath(g))
+		if err != nil {
+			s.log.Warn("snapshots: skipping unreadable function log segment", "segment", segName(seq), "err", err)
 			continue
 		}
-		p := filepath.Join(fdir, name)
-		f, err := readFile(p)
-		if err == nil {
-			err = s.checkParent(f)
+		files[g] = f
+		data, err := readAll(f)
+		if err != nil {
+			s.log.Warn("snapshots: skipping unreadable function log segment", "segment", segName(seq), "err", err)
+			continue
 		}
-		if err == nil && (f.Header.Type != TypeFunction || f.Header.ID != id) {
-			err = fmt.Errorf("%w: %s is not function snapshot %s", ErrMismatch, name, id)
-		}
-		var slots []uint32
-		if err == nil {
-			var hashes [][32]byte
-			for _, r := range f.Runs {
-				slots = append(slots, r.Slots...)
-				hashes = append(hashes, r.Hashes...)
+		good, err := scanRecords(data, func(off int, r logRecord) {
+			if r.typ == recPut {
+				last[r.id] = &recLoc{seg: g, off: int64(off), n: int64(r.n)}
+			} else {
+				last[r.id] = nil
 			}
-			if !s.pages.Ref(slots, hashes) {
-				err = fmt.Errorf("%w: its pages are not in the page store", ErrCorruptSnapshot)
+			order = append(order, r.id)
+		})
+		g.size = int64(len(data))
+		if err != nil && !s.readOnly {
+			// (Read-only, a short tail is most likely a record being appended.)
+			s.log.Warn("snapshots: function log ends in a damaged record; dropping the rest of the segment",
+				"segment", segName(seq), "offset", good, "dropped", len(data)-good, "err", err)
+			if i == len(seqs)-1 {
+				if terr := os.Truncate(s.segPath(g), int64(good)); terr != nil {
+					return nil, fmt.Errorf("snapshots: truncate function log: %w", terr)
+				}
+				g.size = int64(good)
 			}
 		}
+		s.segs = append(s.segs, g)
+	}
+	if !s.readOnly {
+		if err := s.openActiveLocked(); err != nil {
+			return nil, fmt.Errorf("snapshots: open function log: %w", err)
+		}
+	}
+
+	var fs []*FunctionSnapshot
+	var bad []string
+	seen := map[string]bool{}
+	for i := len(order) - 1; i >= 0; i-- {
+		id := order[i]
+		loc := last[id]
+		if seen[id] || loc == nil {
+			seen[id] = true
+			continue
+		}
+		seen[id] = true
+		f, slots, err := s.decodeFunction(id, func() (*File, error) {
+			b := make([]byte, loc.n)
+			if _, err := files[loc.seg].ReadAt(b, loc.off); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
+			}
+			r, err := parseRecord(b)
+			if err != nil {
+				return nil, err
+			}
+			return Decode(bytes.NewReader(r.payload), int64(len(r.payload)))
+		})
+		if err != nil {
+			s.log.Warn("snapshots: deleting unusable function snapshot", "id", id, "err", err)
+			bad = append(bad, id)
+			continue
+		}
+		fs = append(fs, &FunctionSnapshot{ID: id, File: f, Bytes: loc.n + int64(len(slots))*sharing.PageSize,
+			LastUsed: f.Header.Created, slots: slots, rec: *loc})
+	}
+	// State files of stores before the log: read as they were, unless the log has a
+	// newer record of the id.
+	for id, e := range legacy {
+		p := filepath.Join(fdir, e.Name())
+		if seen[id] {
+			s.remove(p)
+			continue
+		}
+		f, slots, err := s.decodeFunction(id, func() (*File, error) { return readFile(p) })
 		if err != nil {
 			s.log.Warn("snapshots: deleting unusable function snapshot", "id", id, "err", err)
 			s.remove(p)
 			continue
 		}
 		info, _ := e.Info()
-		fs = append(fs, &FunctionSnapshot{ID: id, File: f, Bytes: f.Size + int64(len(slots))*sharing.PageSize, LastUsed: info.ModTime(), slots: slots})
+		mtime := f.Header.Created
+		if info != nil {
+			mtime = info.ModTime()
+		}
+		fs = append(fs, &FunctionSnapshot{ID: id, File: f, Bytes: f.Size + int64(len(slots))*sharing.PageSize,
+			LastUsed: mtime, slots: slots, rec: recLoc{n: f.Size}})
 	}
-	if !s.readOnly {
-		s.pages.Sweep()
+	if !s.readOnly && len(bad) > 0 {
+		var b []byte
+		for _, id := range bad {
+			b = appendTombstone(b, id)
+		}
+		if _, _, err := s.appendLocked(b); err != nil {
+			s.log.Warn("snapshots: recording deleted function snapshots", "err", err)
+		}
 	}
-	sort.Slice(fs, func(i, j int) bool { return fs[i].LastUsed.After(fs[j].LastUsed) })
-	s.mu.Lock()
-	for _, f := range fs {
-		f.elem = s.lru.PushBack(f)
-		s.funcs[f.ID] = f
-		s.stateBytes += f.File.Size
+	return fs, nil
+}
+
+// decodeFunction reads a function snapshot's state and checks it: its id, its parent,
+// and its pages in the page store (counted, Ref, when it is usable).
+func (s *Store) decodeFunction(id string, read func() (*File, error)) (*File, []uint32, error) {
+	f, err := read()
+	if err == nil {
+		err = s.checkParent(f)
 	}
-	victims := s.evictLocked()
-	s.mu.Unlock()
-	s.drop(victims)
+	if err == nil && (f.Header.Type != TypeFunction || f.Header.ID != id) {
+		err = fmt.Errorf("%w: state is not function snapshot %s", ErrMismatch, id)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var slots []uint32
+	var hashes [][32]byte
+	for _, r := range f.Runs {
+		slots = append(slots, r.Slots...)
+		hashes = append(hashes, r.Hashes...)
+	}
+	if !s.pages.Ref(slots, hashes) {
+		return nil, nil, fmt.Errorf("%w: its pages are not in the page store", ErrCorruptSnapshot)
+	}
+	return f, slots, nil
+}
+
+// readAll reads a file from its start to its end as it is now.
+func readAll(f *os.File) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, st.Size())
+	n, err := f.ReadAt(b, 0)
+	if err == io.EOF {
+		err = nil
+	}
+	return b[:n], err
 }
 
 func (s *Store) remove(p string) {
@@ -594,7 +762,8 @@ type PendingRun struct {
 }
 
 // PutFunction stores a function snapshot over parent: its pages go to the page store
-// (identical pages stored once), the state file to functions/. Pages equal to the
+// (identical pages stored once), the state file to the function log (a record appended
+// to the active segment of functions/, funclog.go). Pages equal to the
 // parent's are left out (written with what they held: ~18% of a python init's).
 func (s *Store) PutFunction(h Header, parent *RuntimeSnapshot, st *unikernel.VMState, runs []PendingRun) (*FunctionSnapshot, error) {
 	runs = dropParentPages(parent, runs)
@@ -620,23 +789,59 @@ func (s *Store) PutFunction(h Header, parent *RuntimeSnapshot, st *unikernel.VMS
 		}
 		fruns = append(fruns, fr)
 	}
-	f, err := s.writeState(filepath.Join(s.dir, "functions"), h.ID, &h, st, fruns)
+	if err := checkID(h.ID); err != nil {
+		return fail(err)
+	}
+	buf := stateBufs.Get().(*bytes.Buffer)
+	defer stateBufs.Put(buf)
+	buf.Reset()
+	buf.Write(beginRecord(buf.AvailableBuffer(), h.ID))
+	digest, err := Encode(buf, &h, st, fruns)
 	if err != nil {
 		return fail(err)
 	}
-	fs := &FunctionSnapshot{ID: h.ID, File: f, Bytes: f.Size + int64(len(slots))*sharing.PageSize, LastUsed: time.Now(), verified: true, slots: slots}
+	rec := buf.Bytes()
+	sealRecord(rec, recPut, len(h.ID))
+	f := &File{Header: h, State: st, Runs: fruns, Digest: digest, Size: int64(len(rec) - recHeaderSize - len(h.ID))}
+	// One write(2) to the active segment; no fsync (a record lost or torn by a crash
+	// fails its CRC or checksum and the snapshot is made again; syncing would cost
+	// milliseconds per new function).
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	g, off, err := s.appendLocked(rec)
+	if err != nil {
+		return fail(err)
+	}
+	fs := &FunctionSnapshot{ID: h.ID, File: f, Bytes: int64(len(rec)) + int64(len(slots))*sharing.PageSize, LastUsed: time.Now(),
+		verified: true, slots: slots, rec: recLoc{seg: g, off: off, n: int64(len(rec))}}
 	s.mu.Lock()
-	var victims []*FunctionSnapshot
-	if old := s.funcs[h.ID]; old != nil {
+	old := s.funcs[h.ID]
+	if old != nil {
 		s.unlinkLocked(old)
 	}
-	fs.elem = s.lru.PushFront(fs)
-	s.funcs[h.ID] = fs
-	s.stateBytes += fs.File.Size
-	victims = s.evictLocked()
+	s.linkLocked(fs, true)
+	victims := s.evictLocked()
 	s.mu.Unlock()
-	s.drop(victims)
+	if old != nil && old.rec.seg == nil {
+		s.remove(filepath.Join(s.dir, "functions", h.ID+".snap")) // superseded by the record
+	}
+	s.dropLocked(victims)
+	s.compactLocked()
 	return fs, nil
+}
+
+// linkLocked caches a function snapshot, most recent (front) or least (back).
+func (s *Store) linkLocked(f *FunctionSnapshot, front bool) {
+	if front {
+		f.elem = s.lru.PushFront(f)
+	} else {
+		f.elem = s.lru.PushBack(f)
+	}
+	s.funcs[f.ID] = f
+	s.stateBytes += f.rec.n
+	if f.rec.seg != nil {
+		f.rec.seg.live += f.rec.n
+	}
 }
 
 func (s *Store) unlinkLocked(f *FunctionSnapshot) {
@@ -645,7 +850,10 @@ func (s *Store) unlinkLocked(f *FunctionSnapshot) {
 	}
 	delete(s.funcs, f.ID)
 	s.lru.Remove(f.elem)
-	s.stateBytes -= f.File.Size
+	s.stateBytes -= f.rec.n
+	if f.rec.seg != nil {
+		f.rec.seg.live -= f.rec.n
+	}
 	s.pages.Release(f.slots)
 }
 
@@ -660,10 +868,35 @@ func (s *Store) evictLocked() []*FunctionSnapshot {
 	return out
 }
 
-// drop deletes unlinked function snapshots' files (unlinking released their pages).
+// drop deletes unlinked function snapshots (unlinking released their pages).
 func (s *Store) drop(fs []*FunctionSnapshot) {
+	if len(fs) == 0 || s.readOnly {
+		return
+	}
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	s.dropLocked(fs)
+}
+
+// dropLocked deletes unlinked function snapshots: tombstones for log records (one
+// write), the files of earlier stores' state files. Holds logMu.
+func (s *Store) dropLocked(fs []*FunctionSnapshot) {
+	if len(fs) == 0 || s.readOnly {
+		return
+	}
+	var b []byte
 	for _, f := range fs {
-		s.remove(filepath.Join(s.dir, "functions", f.ID+".snap"))
+		if f.rec.seg == nil {
+			s.remove(filepath.Join(s.dir, "functions", f.ID+".snap"))
+			continue
+		}
+		b = appendTombstone(b, f.ID)
+	}
+	if len(b) > 0 {
+		if _, _, err := s.appendLocked(b); err != nil {
+			// The snapshots come back at the next start, checked as any other.
+			s.log.Warn("snapshots: recording deleted function snapshots", "n", len(fs), "err", err)
+		}
 	}
 }
 
@@ -687,7 +920,7 @@ type Entry struct {
 	ID, Type, Kind, FQN, Revision, Parent string
 	Created                               time.Time
 	Hits                                  uint64
-	// StateBytes is the state file; MemoryBytes the runtime memory file's data pages or
+	// StateBytes is the state file (a function snapshot's: its log record); MemoryBytes the runtime memory file's data pages or
 	// the function diff's data pages; PrivateBytes what only this function snapshot holds
 	// in the page store, SharedBytes its pages shared with other function snapshots.
 	StateBytes, MemoryBytes, PrivateBytes, SharedBytes int64
@@ -718,8 +951,8 @@ func (s *Store) List() []Entry {
 		data, zero := Pages(f.File.Runs)
 		priv, shared, _ := s.pages.Attribution(f.slots)
 		out = append(out, Entry{ID: f.ID, Type: TypeFunction, Kind: h.Kind, FQN: h.FQN, Revision: h.Revision, Parent: h.ParentID,
-			Created: h.Created, Hits: f.Hits, StateBytes: f.File.Size, MemoryBytes: int64(data) * unikernel.PageSize,
-			PrivateBytes: priv + f.File.Size, SharedBytes: shared, DataPages: data, ZeroPages: zero})
+			Created: h.Created, Hits: f.Hits, StateBytes: f.rec.n, MemoryBytes: int64(data) * unikernel.PageSize,
+			PrivateBytes: priv + f.rec.n, SharedBytes: shared, DataPages: data, ZeroPages: zero})
 	}
 	return out
 }
@@ -758,7 +991,10 @@ func (s *Store) GC(budget int64) (evicted int, freed int64, err error) {
 	}
 	victims := s.evictLocked()
 	s.mu.Unlock()
-	s.drop(victims)
+	s.logMu.Lock()
+	s.dropLocked(victims)
+	s.compactLocked()
+	s.logMu.Unlock()
 	freed, err = s.pages.Trim()
 	return len(victims), freed, err
 }
