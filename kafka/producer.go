@@ -125,6 +125,15 @@ var errProducerClosed = errors.New("kafka: producer closed")
 // activation.ErrAckTooLarge. If ctx ends first, Send returns its error; a message
 // already taken by a write may still reach the broker (at least once).
 func (p *Producer) Send(ctx context.Context, topic string, value []byte) error {
+	pm, err := p.enqueue(topic, value)
+	if err != nil {
+		return err
+	}
+	return p.wait(ctx, pm)
+}
+
+// enqueue queues one message for the next write, starting a flush if none runs.
+func (p *Producer) enqueue(topic string, value []byte) (*pending, error) {
 	pm := &pending{
 		msg:  kafkago.Message{Topic: topic, Value: value},
 		size: messageSize(len(value)),
@@ -136,7 +145,7 @@ func (p *Producer) Send(ctx context.Context, topic string, value []byte) error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return fmt.Errorf("kafka: send to %s: %w", topic, errProducerClosed)
+		return nil, fmt.Errorf("kafka: send to %s: %w", topic, errProducerClosed)
 	}
 	p.queue = append(p.queue, pm)
 	select {
@@ -149,7 +158,12 @@ func (p *Producer) Send(ctx context.Context, topic string, value []byte) error {
 		go p.flush()
 	}
 	p.mu.Unlock()
+	return pm, nil
+}
 
+// wait waits for pm's write, as Send does.
+func (p *Producer) wait(ctx context.Context, pm *pending) error {
+	topic := pm.msg.Topic
 	select {
 	case <-pm.done:
 	case <-ctx.Done():
@@ -162,7 +176,7 @@ func (p *Producer) Send(ctx context.Context, topic string, value []byte) error {
 		return nil
 	}
 	if isTooLarge(pm.err) {
-		return fmt.Errorf("kafka: send %d bytes to %s: %w: %v", len(value), topic, activation.ErrAckTooLarge, pm.err)
+		return fmt.Errorf("kafka: send %d bytes to %s: %w: %v", len(pm.msg.Value), topic, activation.ErrAckTooLarge, pm.err)
 	}
 	return fmt.Errorf("kafka: send to %s: %w", topic, pm.err)
 }
@@ -298,12 +312,29 @@ func isTooLarge(err error) bool {
 
 // SendAck implements activation.AckSender: topic "completed" + controller.
 func (p *Producer) SendAck(ctx context.Context, controller string, ack activation.Ack) error {
-	b, err := activation.Marshal(ack)
+	b, err := activation.EncodeAck(ack)
 	if err != nil {
 		return fmt.Errorf("kafka: encode %s ack: %w", activation.AckKind(ack), err)
 	}
 	return p.Send(ctx, CompletedTopic(controller), b)
 }
+
+// StartAck implements activation.AckStarter: the ack is queued as SendAck queues it,
+// and wait waits for its write.
+func (p *Producer) StartAck(ctx context.Context, controller string, ack activation.Ack) (wait func() error) {
+	b, err := activation.EncodeAck(ack)
+	if err != nil {
+		err = fmt.Errorf("kafka: encode %s ack: %w", activation.AckKind(ack), err)
+		return func() error { return err }
+	}
+	pm, err := p.enqueue(CompletedTopic(controller), b)
+	if err != nil {
+		return func() error { return err }
+	}
+	return func() error { return p.wait(ctx, pm) }
+}
+
+var _ activation.AckStarter = (*Producer)(nil)
 
 // SendEvent implements activation.EventSender: topic "events".
 func (p *Producer) SendEvent(ctx context.Context, ev *activation.EventMessage) error {
