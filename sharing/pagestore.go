@@ -191,7 +191,8 @@ func (s *PageStore) Put(page []byte) (uint32, [32]byte, error) {
 // PutPages stores consecutive pages (a multiple of PageSize bytes) as Put does one by
 // one, and returns their slots and hashes: each page gets one reference. The new pages are
 // written with one pwrite per run of consecutive slots and the index records with one
-// write (two system calls per call with new pages, none without).
+// write (Put of each new page would cost two system calls; a call without new pages
+// makes none).
 //
 // A page the fast index finds (fast.go) costs a 64-bit hash and a comparison of its bytes
 // with the slot's, no SHA-256; the others are hashed with SHA-256 outside the lock and
