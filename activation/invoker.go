@@ -74,6 +74,41 @@ type Invoker struct {
 
 	flightMu sync.Mutex
 	inflight map[string]chan struct{} // activation id → closed when done
+
+	recent recentIDs
+}
+
+// recentIDs holds the last activation ids handled, up to a bound (the oldest go first).
+type recentIDs struct {
+	mu   sync.Mutex
+	ids  map[string]struct{}
+	ring []string
+	next int
+}
+
+// recentBound is how many ids recentIDs keeps: a resent message comes within a
+// producer's retry time, seconds, long before this many other activations.
+const recentBound = 1 << 16
+
+// add records id and reports whether it was not there yet.
+func (r *recentIDs) add(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.ids[id]; ok {
+		return false
+	}
+	if r.ids == nil {
+		r.ids = make(map[string]struct{})
+	}
+	if len(r.ring) < recentBound {
+		r.ring = append(r.ring, id)
+	} else {
+		delete(r.ids, r.ring[r.next])
+		r.ring[r.next] = id
+		r.next = (r.next + 1) % recentBound
+	}
+	r.ids[id] = struct{}{}
+	return true
 }
 
 type cacheKey struct{ id, rev string }
@@ -144,6 +179,19 @@ func (inv *Invoker) MaxConcurrent() int {
 // completely handled (ctx ended before its acks were produced): do not commit it; it
 // will be handled again on redelivery, where an existing record is acked, not rerun.
 func (inv *Invoker) Handle(ctx context.Context, raw []byte) error {
+	return inv.handle(ctx, raw, true)
+}
+
+// HandleFirst is Handle for a message that the caller knows no consumer has been
+// handed before (package kafka: produced after this consumer was given its
+// partition). Such a message has a record only if its activation id came before in
+// another message (a controller's producer retry, a resend) that this invoker handled;
+// the invoker remembers the ids it handled lately, and asks the store only for those.
+func (inv *Invoker) HandleFirst(ctx context.Context, raw []byte) error {
+	return inv.handle(ctx, raw, false)
+}
+
+func (inv *Invoker) handle(ctx context.Context, raw []byte, redelivery bool) error {
 	m, err := DecodeActivationMessage(raw)
 	if err != nil {
 		inv.log.Warn("dropping malformed activation message", "err", err, "bytes", len(raw))
@@ -152,21 +200,29 @@ func (inv *Invoker) Handle(ctx context.Context, raw []byte) error {
 		}
 		return nil
 	}
-	return inv.Process(ctx, m)
+	return inv.process(ctx, m, redelivery)
 }
 
 // Process runs one decoded activation through the lifecycle and produces its acks.
 func (inv *Invoker) Process(ctx context.Context, m *ActivationMessage) error {
+	return inv.process(ctx, m, true)
+}
+
+// process is Process; redelivery false skips the look for an existing record.
+func (inv *Invoker) process(ctx context.Context, m *ActivationMessage, redelivery bool) error {
 	received := inv.cfg.Now()
 	if err := inv.enter(ctx, m.ActivationID); err != nil {
 		return err
 	}
 	defer inv.leave(m.ActivationID)
+	if !inv.recent.add(m.ActivationID) {
+		redelivery = true // handled here before: look for its record
+	}
 	log := &actLog{inv: inv, m: m}
 
 	// A redelivered message whose activation already has a record is acked again from
 	// the record, never run a second time.
-	if m.User.StoreActivations() {
+	if redelivery && m.User.StoreActivations() {
 		rec, err := inv.cfg.Store.GetActivation(ctx, m.User.Namespace.Name, m.ActivationID)
 		if err == nil && rec != nil {
 			log.get().Info("activation already recorded; acking again")

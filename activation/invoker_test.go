@@ -328,6 +328,46 @@ func TestRedeliveryAckedFromRecord(t *testing.T) {
 	}
 }
 
+// HandleFirst (a message no consumer was handed before) runs without looking for a
+// record, unless its activation id was handled here before (a resent message): then it
+// is acked from the record, as Handle does.
+func TestHandleFirstSkipsTheRecordLook(t *testing.T) {
+	r := newRig(t)
+	rev := r.action("count", "nodejs:20", `let n = 0; function main() { n++; return {n: n} }`, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	handleFirst := func(m *activation.ActivationMessage) []activationtest.SentAck {
+		t.Helper()
+		if err := r.inv.HandleFirst(ctx, activationtest.Encode(m)); err != nil {
+			t.Fatal(err)
+		}
+		return r.acks.Acks()
+	}
+	m := activationtest.Message("guest", "count", rev, true, nil)
+	if got := handleFirst(m); kinds(got) != "result,completion" || string(ackActivation(t, got[0]).Response.Result) != `{"n":1}` {
+		t.Fatalf("first: %s", kinds(got))
+	}
+	// The same id again, as first or not: acked from the record, not run.
+	for i, again := range [][]activationtest.SentAck{handleFirst(m), r.run(m)} {
+		if kinds(again) != "result,completion" || string(ackActivation(t, again[0]).Response.Result) != `{"n":1}` {
+			t.Fatalf("again %d: %s %s", i, kinds(again), again[0].JSON)
+		}
+	}
+	if r.obs.redelivered.Load() != 2 {
+		t.Fatalf("redelivered %d, want 2", r.obs.redelivered.Load())
+	}
+	// A record this invoker did not write (the partition's previous owner's) is not
+	// looked for when the message is first: that is what HandleFirst's caller rules out.
+	m2 := activationtest.Message("guest", "count", rev, true, nil)
+	if err := r.store.PutActivation(ctx, &activation.WhiskActivation{Namespace: "guest", Name: "count", Subject: "guest",
+		ActivationID: m2.ActivationID, Response: activation.Response(0, json.RawMessage(`{"n":0}`), nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := handleFirst(m2); string(ackActivation(t, got[0]).Response.Result) != `{"n":2}` || r.obs.redelivered.Load() != 2 {
+		t.Fatalf("first with a foreign record: %s, redelivered %d", got[0].JSON, r.obs.redelivered.Load())
+	}
+}
+
 func TestMalformedAndStoreDown(t *testing.T) {
 	r := newRig(t)
 	if err := r.inv.Handle(context.Background(), []byte(`{"not":"a message"}`)); err != nil || r.obs.malformed.Load() != 1 || len(r.acks.Acks()) != 0 {

@@ -22,6 +22,15 @@ type Handler interface {
 	Handle(ctx context.Context, value []byte) error
 }
 
+// FirstHandler is a Handler that can also take a message known never to have been
+// handed to any consumer before: a Kafka redelivery it cannot be, so its redelivery
+// check can be skipped (*activation.Invoker still checks an activation id it handled
+// before, for a message resent with the same id). *activation.Invoker implements it.
+type FirstHandler interface {
+	Handler
+	HandleFirst(ctx context.Context, value []byte) error
+}
+
 // ServiceConfig configures a Service.
 type ServiceConfig struct {
 	Brokers    []string
@@ -41,6 +50,12 @@ type ServiceConfig struct {
 	// SessionTimeout is the consumer group session timeout; default 30 s (OpenWhisk's
 	// session.timeout.ms). A dead invoker's partition moves to a new member after it.
 	SessionTimeout time.Duration
+	// CommitInterval is the least time between two offset commits: messages done
+	// meanwhile are committed together, instead of one commit (a broker round trip)
+	// per message at low load. A crash redelivers at most that much more, and a
+	// redelivered activation is acked from its record, not run again. Shutdown commits
+	// at once. Default 50 ms; negative: commit as soon as anything is done.
+	CommitInterval time.Duration
 	// Observer, optional, is told the number of messages in flight.
 	Observer func(inFlight int)
 	Logger   *slog.Logger
@@ -75,6 +90,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	if cfg.SessionTimeout <= 0 {
 		cfg.SessionTimeout = 30 * time.Second
+	}
+	if cfg.CommitInterval == 0 {
+		cfg.CommitInterval = 50 * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -293,6 +311,11 @@ func (s *Service) consume(ctx context.Context) error {
 		s.commitLoop(hctx, ctx, r, offs, commits)
 	}()
 
+	fh, _ := s.cfg.Handler.(FirstHandler)
+	var fr *firsts
+	if fh != nil {
+		fr = newFirsts(r.Stats)
+	}
 	slots := make(chan struct{}, s.cfg.MaxInFlight)
 	var wg sync.WaitGroup
 	for ctx.Err() == nil {
@@ -312,13 +335,20 @@ func (s *Service) consume(ctx context.Context) error {
 			continue
 		}
 		offs.fetched(msg.Partition, msg.Offset)
+		first := fr != nil && fr.first(msg)
 		s.observe(+1)
 		wg.Add(1)
 		go func(msg kafkago.Message) {
 			defer wg.Done()
 			defer func() { <-slots }()
 			defer s.observe(-1)
-			if err := s.cfg.Handler.Handle(hctx, msg.Value); err != nil {
+			var err error
+			if first {
+				err = fh.HandleFirst(hctx, msg.Value)
+			} else {
+				err = s.cfg.Handler.Handle(hctx, msg.Value)
+			}
+			if err != nil {
 				// Not done: its offset stays uncommitted and it is redelivered.
 				s.log.Warn("message not completed; left uncommitted", "offset", msg.Offset, "err", err)
 				return
@@ -376,10 +406,61 @@ func (s *Service) commitLoop(ctx, stop context.Context, r *kafkago.Reader, offs 
 				break
 			}
 		}
+		if s.cfg.CommitInterval > 0 {
+			// Let more be done before the next commit; shutdown does not wait.
+			sleepCtx(stop, s.cfg.CommitInterval)
+		}
 	}
 	if ctx.Err() == nil {
 		commit(5 * time.Second)
 	}
+}
+
+// firsts tells which fetched messages no consumer can have been handed before: those
+// produced after this reader was given their partition. That is known only while the
+// reader is in its first consumer group generation; the first message fetched from a
+// partition carries the partition's high watermark, and every message of that partition
+// at or past it was produced after the assignment. Messages below it may have been
+// fetched by the partition's previous owner (a crashed or restarted invoker, whose
+// offsets were not committed) and are checked for a record as before. From the second
+// generation on (a rebalance: the partition may have been elsewhere meanwhile), or on
+// anything unexpected, no message counts as first any more, for the reader's life.
+// Only the consume loop calls it.
+type firsts struct {
+	stats func() kafkago.ReaderStats
+	gens  int64 // generations seen (rebalances counted by the reader)
+	off   bool
+	fence map[int]int64 // partition → first offset produced after the assignment
+	next  map[int]int64 // partition → one past the last offset fetched
+}
+
+func newFirsts(stats func() kafkago.ReaderStats) *firsts {
+	return &firsts{stats: stats, fence: map[int]int64{}, next: map[int]int64{}}
+}
+
+// first reports whether msg, just fetched, was produced after its partition was assigned
+// to this reader. The reader counts a generation before it fetches anything for it,
+// so a message of a second generation is never taken for one of the first.
+func (f *firsts) first(msg kafkago.Message) bool {
+	if f.off {
+		return false
+	}
+	f.gens += f.stats().Rebalances
+	p := msg.Partition
+	next, seen := f.next[p]
+	switch {
+	case f.gens != 1, msg.HighWaterMark <= msg.Offset, seen && msg.Offset < next:
+		// A second generation, a watermark that cannot be, or the partition read again.
+		f.off = true
+		return false
+	}
+	f.next[p] = msg.Offset + 1
+	fence, ok := f.fence[p]
+	if !ok {
+		f.fence[p] = msg.HighWaterMark
+		return false
+	}
+	return msg.Offset >= fence
 }
 
 func (s *Service) observe(delta int64) {
