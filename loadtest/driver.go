@@ -154,6 +154,17 @@ type ackFields struct {
 	IsSystemError *bool           `json:"isSystemError"`
 }
 
+// ackRecord is what the driver reads of the activation in a result ack: decoding the
+// whole WhiskActivation (logs and all) was the driver's largest cost per ack.
+type ackRecord struct {
+	ActivationID string `json:"activationId"`
+	Response     struct {
+		StatusCode int             `json:"statusCode"`
+		Result     json.RawMessage `json:"result"`
+	} `json:"response"`
+	Annotations []activation.KeyValue `json:"annotations"`
+}
+
 // fnResult is the function's own result.
 type fnResult struct {
 	FnUS float64 `json:"fn_us"`
@@ -170,10 +181,10 @@ func (d *driver) handleAck(now time.Time, b []byte) {
 	isResult := len(a.Response) > 0
 	isCompletion := a.IsSystemError != nil
 	id := a.ActivationID
-	var rec *activation.WhiskActivation
+	var rec *ackRecord
 	if isResult {
 		if a.Response[0] == '{' {
-			rec = &activation.WhiskActivation{}
+			rec = &ackRecord{}
 			if json.Unmarshal(a.Response, rec) != nil {
 				rec = nil
 			} else {
@@ -197,8 +208,10 @@ func (d *driver) handleAck(now time.Time, b []byte) {
 		}
 		if rec != nil {
 			s.Status = rec.Response.StatusCode
-			if p := rec.Annotation("seuss.path"); p != nil {
-				_ = json.Unmarshal(p, &s.Path)
+			for _, kv := range rec.Annotations {
+				if kv.Key == "seuss.path" {
+					_ = json.Unmarshal(kv.Value, &s.Path)
+				}
 			}
 			var r fnResult
 			if json.Unmarshal(rec.Response.Result, &r) == nil {
