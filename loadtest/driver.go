@@ -147,11 +147,17 @@ func (d *driver) readAcks(ctx context.Context) {
 	}
 }
 
-// ackFields are the fields of the three ack shapes that tell them apart.
+// ackFields are the fields of the three ack shapes that tell them apart. A result's
+// activation is decoded in the same pass (ackRecord); a shrunk one, the activation id
+// as a string, is read again as shrunkAck.
 type ackFields struct {
-	ActivationID  string          `json:"activationId"`
-	Response      json.RawMessage `json:"response"`
-	IsSystemError *bool           `json:"isSystemError"`
+	ActivationID  string     `json:"activationId"`
+	Response      *ackRecord `json:"response"`
+	IsSystemError *bool      `json:"isSystemError"`
+}
+
+type shrunkAck struct {
+	Response string `json:"response"`
 }
 
 // ackRecord is what the driver reads of the activation in a result ack: decoding the
@@ -172,27 +178,25 @@ type fnResult struct {
 
 func (d *driver) handleAck(now time.Time, b []byte) {
 	var a ackFields
-	if err := json.Unmarshal(b, &a); err != nil {
+	err := json.Unmarshal(b, &a)
+	rec := a.Response
+	isResult := rec != nil
+	id := a.ActivationID
+	if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) && te.Field == "response" {
+		// A shrunk result: the activation id alone.
+		var s shrunkAck
+		err = json.Unmarshal(b, &s)
+		isResult, rec, id = err == nil, nil, s.Response
+	}
+	if err != nil {
 		d.mu.Lock()
 		d.decodeE++
 		d.mu.Unlock()
 		return
 	}
-	isResult := len(a.Response) > 0
 	isCompletion := a.IsSystemError != nil
-	id := a.ActivationID
-	var rec *ackRecord
-	if isResult {
-		if a.Response[0] == '{' {
-			rec = &ackRecord{}
-			if json.Unmarshal(a.Response, rec) != nil {
-				rec = nil
-			} else {
-				id = rec.ActivationID
-			}
-		} else {
-			_ = json.Unmarshal(a.Response, &id)
-		}
+	if rec != nil {
+		id = rec.ActivationID
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
