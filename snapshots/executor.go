@@ -456,12 +456,10 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 	e.mu.Lock()
 	e.paths[out.Path]++
 	e.mu.Unlock()
-	inst.logs.begin(job.Limits.LogBytes)
+	inst.logs.Begin(job.Limits.LogBytes)
 
 	if out.Path == activation.PathCold || out.Path == activation.PathBoot {
-		line, err := encodeLine(struct {
-			Value *activation.InitMessage `json:"value"`
-		}{&job.Init})
+		line, err := runtimes.EncodeInit(&job.Init)
 		if err != nil {
 			e.discard(inst)
 			return nil, fmt.Errorf("snapshots: encode init: %w", err)
@@ -471,7 +469,7 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 		out.InitEnd = time.Now()
 		if err != nil {
 			out.Err = e.fail(inst, err, activation.ErrInitTimeout, activation.ErrInitExited)
-			out.Logs, out.LogsTruncated = inst.logs.take()
+			out.Logs, out.LogsTruncated = inst.logs.Take()
 			return out, nil
 		}
 		out.InitStatus, out.InitResponse, err = runtimes.DecodeReply(ans)
@@ -481,8 +479,8 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 		}
 		if out.InitStatus != 200 {
 			e.discard(inst)
-			inst.logs.wait(time.Now().Add(time.Second))
-			out.Logs, out.LogsTruncated = inst.logs.take()
+			inst.logs.Wait(time.Now().Add(time.Second))
+			out.Logs, out.LogsTruncated = inst.logs.Take()
 			return out, nil
 		}
 		if out.Path == activation.PathCold && inst.parent != nil {
@@ -490,7 +488,7 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 		}
 	}
 
-	line, err := encodeRun(&job.Run)
+	line, err := runtimes.EncodeRun(&job.Run)
 	if err != nil {
 		e.discard(inst)
 		return nil, fmt.Errorf("snapshots: encode run: %w", err)
@@ -501,7 +499,7 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 	out.RunEnd = time.Now()
 	if err != nil {
 		out.Err = e.fail(inst, err, activation.ErrRunTimeout, activation.ErrRunExited)
-		out.Logs, out.LogsTruncated = inst.logs.take()
+		out.Logs, out.LogsTruncated = inst.logs.Take()
 		return out, nil
 	}
 	out.RunStatus, out.RunResponse, err = runtimes.DecodeReply(ans)
@@ -509,8 +507,8 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 		e.discard(inst)
 		return nil, fmt.Errorf("snapshots: run %s: %w", kind.Name, err)
 	}
-	complete := inst.logs.wait(earliest(deadline, time.Now().Add(logGrace)))
-	out.Logs, out.LogsTruncated = inst.logs.take()
+	complete := inst.logs.Wait(earliest(deadline, time.Now().Add(logGrace)))
+	out.Logs, out.LogsTruncated = inst.logs.Take()
 	if f := inst.fsnap; (e.cfg.Prefetch || e.cfg.GuestPrefetch) && out.Path == activation.PathWarm && f.workingSet() == nil {
 		if ws, err := inst.uc.PresentRuns(); err == nil {
 			f.setWorkingSet(ws)
@@ -695,10 +693,10 @@ func (e *Executor) captureRuntime(ctx context.Context, inst *instance, kind runt
 	if st, _, err := runtimes.DecodeReply(ans); err != nil || st != 200 {
 		return fmt.Errorf("warm-up run answered %q", ans)
 	}
-	if !inst.logs.wait(deadline) {
+	if !inst.logs.Wait(deadline) {
 		return errors.New("warm-up: no sentinels")
 	}
-	inst.logs.drop()
+	inst.logs.Drop()
 	qctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if err := inst.uc.WaitQuiescent(qctx); err != nil {
@@ -1195,56 +1193,13 @@ func (e *Executor) fail(inst *instance, err, timeoutErr, exitErr error) error {
 		return err
 	}
 	res := inst.result
-	if inst.kind.Language() == "python" && res.Status == exitMemory && res.Err == nil || inst.logs.sawHeapOOM() {
+	if inst.kind.Language() == "python" && res.Status == exitMemory && res.Err == nil || inst.logs.SawHeapOOM() {
 		return fmt.Errorf("%w: the action exceeded its memory limit of %d MB", activation.ErrMemoryLimit, inst.memMB)
 	}
 	if res.Err != nil {
 		return fmt.Errorf("%w: %v", exitErr, res.Err)
 	}
 	return fmt.Errorf("%w: exit status %d", exitErr, res.Status)
-}
-
-// encodeLine is one compact JSON line, HTML characters unescaped (as sent).
-func encodeLine(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
-
-// encodeRun is the run line, the parameters spliced in as they are (as runtimes/process).
-func encodeRun(r *activation.RunMessage) ([]byte, error) {
-	value := bytes.TrimSpace(r.Value)
-	if len(value) == 0 {
-		value = []byte("{}")
-	}
-	if bytes.IndexByte(value, '\n') >= 0 {
-		var b bytes.Buffer
-		if err := json.Compact(&b, value); err != nil {
-			return nil, err
-		}
-		value = b.Bytes()
-	}
-	ctx, err := encodeLine(struct {
-		Namespace     string `json:"namespace"`
-		ActionName    string `json:"action_name"`
-		ActionVersion string `json:"action_version"`
-		ActivationID  string `json:"activation_id"`
-		TransactionID string `json:"transaction_id"`
-		Deadline      string `json:"deadline"`
-		APIKey        string `json:"api_key,omitempty"`
-	}{r.Namespace, r.ActionName, r.ActionVersion, r.ActivationID, r.TransactionID, r.Deadline, r.APIKey})
-	if err != nil {
-		return nil, err
-	}
-	line := make([]byte, 0, len(value)+len(ctx)+16)
-	line = append(line, `{"value":`...)
-	line = append(line, value...)
-	line = append(line, ',')
-	return append(line, ctx[1:]...), nil
 }
 
 // Memory is the sharing picture, for /metrics and reports: what cached snapshots hold
@@ -1376,7 +1331,7 @@ func (e *Executor) warmVMs(ctx context.Context, kind runtimes.Kind, root *runtim
 			if st, _, err := runtimes.DecodeReply(ans); err == nil && st == 200 {
 				if ans, err = inst.request(ctx, runtimes.WarmupRun, deadline); err == nil {
 					st, _, err = runtimes.DecodeReply(ans)
-					ok = err == nil && st == 200 && inst.logs.wait(deadline)
+					ok = err == nil && st == 200 && inst.logs.Wait(deadline)
 				}
 			}
 		}
@@ -1385,7 +1340,7 @@ func (e *Executor) warmVMs(ctx context.Context, kind runtimes.Kind, root *runtim
 			inst.close()
 			continue
 		}
-		inst.logs.drop()
+		inst.logs.Drop()
 		e.retire(inst)
 	}
 	e.recycles.wait()

@@ -23,7 +23,7 @@ type instance struct {
 
 	in      *lineFeed    // fd 0
 	replies *replyWriter // fd 3
-	logs    *collector
+	logs    *runtimes.LogCollector
 
 	exited  chan struct{} // closed when the UC has ended (after start)
 	started bool
@@ -42,7 +42,7 @@ type instance struct {
 }
 
 func newInstance(kind runtimes.Kind, key activation.ActionKey, memMB int) *instance {
-	return &instance{key: key, kind: kind, memMB: memMB, in: newLineFeed(), replies: newReplyWriter(), logs: newCollector(), exited: make(chan struct{})}
+	return &instance{key: key, kind: kind, memMB: memMB, in: newLineFeed(), replies: newReplyWriter(), logs: runtimes.NewLogCollector(), exited: make(chan struct{})}
 }
 
 // config is the UC configuration that connects the instance's streams.
@@ -51,8 +51,8 @@ func (inst *instance) config(root string, memMB int) unikernel.Config {
 		Root:         root,
 		Memory:       uint64(memMB) << 20,
 		Stdin:        inst.in,
-		Stdout:       stream{inst.logs, 0},
-		Stderr:       stream{inst.logs, 1},
+		Stdout:       inst.logs.Stream(0),
+		Stderr:       inst.logs.Stream(1),
 		ExtraWriters: []io.Writer{inst.replies},
 		MaxOutput:    -1, // the collector caps logs per activation
 	}
@@ -70,7 +70,7 @@ func (inst *instance) start() error {
 		res, _ := inst.uc.WaitExit(context.Background())
 		inst.result = res
 		inst.in.close()
-		inst.logs.end()
+		inst.logs.End()
 		close(inst.exited)
 	}()
 	return nil
