@@ -169,6 +169,10 @@ func TestKill9MidLoad(t *testing.T) {
 	atKill := completions()
 	c.mu.Unlock()
 
+	// A port of its own: the first invoker's could be taken, since its kill, by an
+	// outgoing connection's ephemeral port (then the second could not listen, and the
+	// test would wait out its deadline).
+	httpAddr = freeAddr(t)
 	second := startInvokerProc(t, addr, dbPath, httpAddr, "invoker-2.log")
 	c.until("every completion", func() bool { return completions() == n })
 	metrics := httpGet(t, "http://"+httpAddr+"/metrics")
