@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/seuss-go/seuss/activation"
 	"github.com/seuss-go/seuss/runtimes"
+	"github.com/seuss-go/seuss/runtimes/hotpool"
 )
 
 // Config configures an Executor. The zero value is usable.
@@ -50,11 +50,9 @@ type Executor struct {
 	cg        *cgroupV2         // nil: rlimit fallback
 	cgReason  string            // why cg is nil
 
-	mu       sync.Mutex
-	idle     map[activation.ActionKey][]*instance // most recently used last
-	live     map[*instance]bool
-	reserved int // MB over live instances
-	closed   bool
+	// pool holds the live instances, the idle ones by action, and the MB reserved for
+	// them; it has its own lock.
+	pool *hotpool.Pool[activation.ActionKey, *instance]
 }
 
 var _ activation.Executor = (*Executor)(nil)
@@ -77,7 +75,11 @@ func New(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("process: new: %w", err)
 	}
-	e := &Executor{cfg: cfg, dir: dir, launchers: map[string]string{}, idle: map[activation.ActionKey][]*instance{}, live: map[*instance]bool{}}
+	e := &Executor{cfg: cfg, dir: dir, launchers: map[string]string{}}
+	e.pool = hotpool.New[activation.ActionKey](hotpool.Config[*instance]{
+		BudgetMB: cfg.MemoryBudgetMB, IdleTTL: cfg.IdleTTL, Expire: (*instance).kill,
+		ErrNoCapacity: ErrNoCapacity, ErrClosed: ErrClosed,
+	})
 	for _, k := range runtimes.Kinds() {
 		p := filepath.Join(dir, k.Language()+"-"+k.LauncherName)
 		if err := os.WriteFile(p, k.LauncherSource(), 0o444); err != nil {
@@ -106,14 +108,7 @@ func (e *Executor) MemoryLimitMechanism() string {
 
 // Close kills every instance and removes the executor's files.
 func (e *Executor) Close() error {
-	e.mu.Lock()
-	e.closed = true
-	all := make([]*instance, 0, len(e.live))
-	for inst := range e.live {
-		all = append(all, inst)
-	}
-	e.mu.Unlock()
-	for _, inst := range all {
+	for _, inst := range e.pool.Close() {
 		inst.kill()
 		<-inst.exited
 	}
@@ -124,35 +119,14 @@ func (e *Executor) Close() error {
 }
 
 // Stats is a snapshot of the executor's pool.
-type Stats struct {
-	Live, Idle int
-	ReservedMB int
-}
+type Stats = hotpool.Stats
 
 // Stats reports the pool's size.
-func (e *Executor) Stats() Stats {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n := 0
-	for _, l := range e.idle {
-		n += len(l)
-	}
-	return Stats{Live: len(e.live), Idle: n, ReservedMB: e.reserved}
-}
+func (e *Executor) Stats() Stats { return e.pool.Stats() }
 
 // DropIdle ends every idle instance now and returns how many there were.
 func (e *Executor) DropIdle() int {
-	e.mu.Lock()
-	var all []*instance
-	for _, l := range e.idle {
-		all = append(all, l...)
-	}
-	for _, inst := range all {
-		e.removeIdleLocked(inst)
-		delete(e.live, inst)
-		e.reserved -= inst.memMB
-	}
-	e.mu.Unlock()
+	all := e.pool.DropIdle()
 	for _, inst := range all {
 		inst.kill()
 		<-inst.exited
@@ -162,119 +136,29 @@ func (e *Executor) DropIdle() int {
 
 // takeIdle returns the most recently used idle instance for the job, if any.
 func (e *Executor) takeIdle(job *activation.Job, kind runtimes.Kind) *instance {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	l := e.idle[job.Key]
-	for i := len(l) - 1; i >= 0; i-- {
-		inst := l[i]
-		if inst.kind.Name != kind.Name || inst.memMB != job.Limits.MemoryMB {
-			continue
-		}
-		e.idle[job.Key] = append(l[:i:i], l[i+1:]...)
-		if len(e.idle[job.Key]) == 0 {
-			delete(e.idle, job.Key)
-		}
-		inst.idleTimer.Stop()
-		return inst
-	}
-	return nil
+	inst, _ := e.pool.TakeIdle(job.Key, func(inst *instance) bool {
+		return inst.kind.Name == kind.Name && inst.memMB == job.Limits.MemoryMB
+	})
+	return inst
 }
 
 // reserve makes room for a new instance of memMB, evicting idle instances.
 func (e *Executor) reserve(memMB int) error {
-	var evict []*instance
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return ErrClosed
+	evict, err := e.pool.Reserve(memMB)
+	if err != nil {
+		return err
 	}
-	for e.reserved+memMB > e.cfg.MemoryBudgetMB {
-		victim := e.lruIdleLocked()
-		if victim == nil {
-			e.mu.Unlock()
-			return fmt.Errorf("%w: %d MB reserved of %d, %d MB more needed", ErrNoCapacity, e.reserved, e.cfg.MemoryBudgetMB, memMB)
-		}
-		e.removeIdleLocked(victim)
-		e.reserved -= victim.memMB
-		delete(e.live, victim)
-		evict = append(evict, victim)
-	}
-	e.reserved += memMB
-	e.mu.Unlock()
 	for _, v := range evict {
 		v.kill()
 	}
 	return nil
 }
 
-func (e *Executor) lruIdleLocked() *instance {
-	var victim *instance
-	for _, l := range e.idle {
-		if len(l) > 0 && (victim == nil || l[0].lastUsed.Before(victim.lastUsed)) {
-			victim = l[0]
-		}
-	}
-	return victim
-}
-
-func (e *Executor) isIdleLocked(inst *instance) bool {
-	for _, x := range e.idle[inst.key] {
-		if x == inst {
-			return true
-		}
-	}
-	return false
-}
-
-func (e *Executor) removeIdleLocked(inst *instance) bool {
-	l := e.idle[inst.key]
-	for i, x := range l {
-		if x == inst {
-			e.idle[inst.key] = append(l[:i:i], l[i+1:]...)
-			if len(e.idle[inst.key]) == 0 {
-				delete(e.idle, inst.key)
-			}
-			inst.idleTimer.Stop()
-			return true
-		}
-	}
-	return false
-}
-
 // park returns a healthy instance to the idle pool.
 func (e *Executor) park(inst *instance) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed || !e.live[inst] {
+	if ok, _ := e.pool.Park(inst); !ok {
 		go inst.kill()
-		return
 	}
-	inst.lastUsed = time.Now()
-	e.idle[inst.key] = append(e.idle[inst.key], inst)
-	if inst.idleTimer == nil {
-		inst.idleTimer = time.AfterFunc(e.cfg.IdleTTL, func() { e.expire(inst) })
-	} else {
-		inst.idleTimer.Reset(e.cfg.IdleTTL)
-	}
-}
-
-func (e *Executor) expire(inst *instance) {
-	e.mu.Lock()
-	if !e.isIdleLocked(inst) {
-		e.mu.Unlock()
-		return
-	}
-	if left := e.cfg.IdleTTL - time.Since(inst.lastUsed); left > 0 {
-		// A stale firing: the instance was used and parked again meanwhile.
-		inst.idleTimer.Reset(left)
-		e.mu.Unlock()
-		return
-	}
-	e.removeIdleLocked(inst)
-	e.reserved -= inst.memMB
-	delete(e.live, inst)
-	e.mu.Unlock()
-	inst.kill()
 }
 
 // discard kills an instance that must not be reused.
@@ -285,13 +169,7 @@ func (e *Executor) discard(inst *instance) {
 
 // forget drops an instance from the accounting (idempotent).
 func (e *Executor) forget(inst *instance) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.live[inst] {
-		delete(e.live, inst)
-		e.reserved -= inst.memMB
-		e.removeIdleLocked(inst)
-	}
+	e.pool.Remove(inst)
 }
 
 // Run implements activation.Executor.
@@ -321,14 +199,10 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 		}
 		inst, err = e.start(kind, job)
 		if err != nil {
-			e.mu.Lock()
-			e.reserved -= job.Limits.MemoryMB
-			e.mu.Unlock()
+			e.pool.Release(job.Limits.MemoryMB)
 			return nil, err
 		}
-		e.mu.Lock()
-		e.live[inst] = true
-		e.mu.Unlock()
+		e.pool.Add(inst, job.Key, job.Limits.MemoryMB)
 	}
 	inst.logs.Begin(job.Limits.LogBytes)
 

@@ -36,9 +36,6 @@ type instance struct {
 	exited   chan struct{} // closed once the process has been reaped
 	exitCode int           // valid after exited: status, or -1 when killed by a signal
 	signaled syscall.Signal
-
-	lastUsed  time.Time
-	idleTimer *time.Timer
 }
 
 // errExited is returned by request when the launcher closed fd 3 (it died).
