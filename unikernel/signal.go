@@ -3,7 +3,10 @@ package unikernel
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -304,13 +307,168 @@ func sysRtSigprocmaskDeliver(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix
 	return sysRtSigprocmask(k, t, a)
 }
 
+// Host signals.
+//
+// A signal from outside the UC (UC.Signal, as kill(2) from another process) has no
+// asynchronous way in: a thread running guest code is never interrupted to run a handler.
+// It reaches a thread waiting for it in rt_sigtimedwait (sigwait, sigwaitinfo,
+// sigtimedwait), which a runtime that wants host signals keeps asleep for them: the
+// launchers' log flush request (runtimes/doc.go). A waiter costs nothing while it
+// sleeps, and is asleep in the quiesce sense (a restored thread waits again).
+
+// sigWaiter is a thread asleep in rt_sigtimedwait for the signals in set.
+type sigWaiter struct {
+	set uint64
+	ch  chan struct{} // closed by UC.Signal, once sig is set
+	sig uint64
+}
+
+// sigWaits holds each kernel's waiters (kept here, not in Kernel: only while one waits).
+var sigWaits struct {
+	mu sync.Mutex
+	m  map[*Kernel][]*sigWaiter
+}
+
+func (k *Kernel) addSigWaiter(w *sigWaiter) {
+	sigWaits.mu.Lock()
+	if sigWaits.m == nil {
+		sigWaits.m = map[*Kernel][]*sigWaiter{}
+	}
+	sigWaits.m[k] = append(sigWaits.m[k], w)
+	sigWaits.mu.Unlock()
+}
+
+// dropSigWaiter removes w (if a signal has not already) and returns the signal it got.
+func (k *Kernel) dropSigWaiter(w *sigWaiter) uint64 {
+	sigWaits.mu.Lock()
+	defer sigWaits.mu.Unlock()
+	l := sigWaits.m[k]
+	for i, x := range l {
+		if x == w {
+			l = append(l[:i:i], l[i+1:]...)
+			break
+		}
+	}
+	if len(l) == 0 {
+		delete(sigWaits.m, k)
+	} else {
+		sigWaits.m[k] = l
+	}
+	return w.sig
+}
+
+// Signal sends sig to the UC from the host. It wakes one thread waiting for sig in
+// rt_sigtimedwait and reports whether there was one; otherwise the signal is dropped
+// (there is no asynchronous delivery: see Host signals in signal.go).
+func (uc *UC) Signal(sig int) bool {
+	if sig <= 0 || sig > 64 {
+		return false
+	}
+	b := sigBit(uint64(sig))
+	sigWaits.mu.Lock()
+	defer sigWaits.mu.Unlock()
+	l := sigWaits.m[uc.k]
+	for i, w := range l {
+		if w.set&b != 0 {
+			w.sig = uint64(sig)
+			close(w.ch)
+			l = append(l[:i:i], l[i+1:]...)
+			if len(l) == 0 {
+				delete(sigWaits.m, uc.k)
+			} else {
+				sigWaits.m[uc.k] = l
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// sysRtSigtimedwait takes a pending signal of the set (raised by the thread while it
+// blocked it), or waits for one from the host (UC.Signal), at most the timeout when there
+// is one. The wait is restartable: a snapshot taken meanwhile restores a thread that waits
+// again (a timeout starts over).
+func sysRtSigtimedwait(k *Kernel, t sysThread, a *[6]uint64) (uint64, unix.Errno) {
+	if a[3] != 8 {
+		return 0, unix.EINVAL
+	}
+	set, e := k.as.readU64(a[0])
+	if e != 0 {
+		return 0, e
+	}
+	set &^= unblockable
+	var timeout time.Duration = -1
+	if a[2] != 0 {
+		ts, e := k.as.in(a[2], 16)
+		if e != 0 {
+			return 0, e
+		}
+		sec, nsec := int64(binary.LittleEndian.Uint64(ts)), int64(binary.LittleEndian.Uint64(ts[8:]))
+		if sec < 0 || nsec < 0 || nsec >= 1e9 {
+			return 0, unix.EINVAL
+		}
+		timeout = time.Duration(sec)*time.Second + time.Duration(nsec)
+		if sec > 1<<32 {
+			timeout = 1 << 62
+		}
+	}
+	st := t.state()
+	var sig uint64
+	if p := atomic.LoadUint64(&st.sigPending) & set; p != 0 {
+		sig = uint64(bits.TrailingZeros64(p)) + 1
+		atomic.AndUint64(&st.sigPending, ^sigBit(sig))
+	} else {
+		if timeout == 0 || set == 0 && timeout < 0 {
+			if timeout < 0 {
+				k.asleep(nil) // nothing can come: as pause(2)
+				return 0, unix.EINTR
+			}
+			return 0, unix.EAGAIN
+		}
+		w := &sigWaiter{set: set, ch: make(chan struct{})}
+		k.addSigWaiter(w)
+		var expired <-chan time.Time
+		if timeout > 0 {
+			tm := time.NewTimer(timeout)
+			defer tm.Stop()
+			expired = tm.C
+		}
+		k.sleeping.Add(1)
+		select {
+		case <-w.ch:
+		case <-expired:
+		case <-k.stopped:
+		}
+		k.sleeping.Add(-1)
+		if sig = k.dropSigWaiter(w); sig == 0 {
+			select {
+			case <-k.stopped:
+				return 0, unix.EINTR
+			default:
+				return 0, unix.EAGAIN
+			}
+		}
+	}
+	if a[1] != 0 {
+		info, e := k.as.out(a[1], siginfoSize)
+		if e != 0 {
+			return 0, e
+		}
+		clear(info)
+		binary.LittleEndian.PutUint32(info[0:], uint32(sig))
+		binary.LittleEndian.PutUint32(info[8:], siUser)
+	}
+	return sig, 0
+}
+
 func init() {
 	for nr, h := range map[uint64]handler{
-		unix.SYS_TGKILL:         sysTgkillSelf,
-		unix.SYS_TKILL:          sysTkillSelf,
-		unix.SYS_KILL:           sysKillSelf,
-		unix.SYS_RT_SIGRETURN:   sysRtSigreturn,
-		unix.SYS_RT_SIGPROCMASK: sysRtSigprocmaskDeliver,
+		unix.SYS_RT_SIGTIMEDWAIT: sysRtSigtimedwait,
+		unix.SYS_TGKILL:          sysTgkillSelf,
+		unix.SYS_TKILL:           sysTkillSelf,
+		unix.SYS_KILL:            sysKillSelf,
+		unix.SYS_RT_SIGRETURN:    sysRtSigreturn,
+		unix.SYS_RT_SIGPROCMASK:  sysRtSigprocmaskDeliver,
 	} {
 		syscallTable[nr] = h
 	}
