@@ -109,8 +109,7 @@ func BenchmarkDeploy(b *testing.B) {
 					f0 := minflt()
 					d = append(d, mustRun(e, job("w"), activation.PathWarm))
 					faults += uint64(minflt() - f0)
-					e.mu.Lock()
-					for inst := range e.live {
+					for _, inst := range e.pool.Live() {
 						s := inst.uc.Stats()
 						exits += s.Exits
 						inGuest += s.InGuest
@@ -118,7 +117,6 @@ func BenchmarkDeploy(b *testing.B) {
 						touched += s.PagesTouched
 						private += s.PagesPrivate
 					}
-					e.mu.Unlock()
 					e.DropIdle()
 				}
 				report(b, d)
@@ -187,11 +185,9 @@ func BenchmarkDeploy(b *testing.B) {
 				var inGuest time.Duration
 				for i := 0; i < b.N; i++ {
 					d = append(d, mustRun(e, job("w"), activation.PathWarm))
-					e.mu.Lock()
-					for inst := range e.live {
+					for _, inst := range e.pool.Live() {
 						inGuest += inst.uc.Stats().InGuest
 					}
-					e.mu.Unlock()
 					e.DropIdle()
 					e.WaitSnapshots()
 				}

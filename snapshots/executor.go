@@ -15,6 +15,7 @@ import (
 
 	"github.com/seuss-go/seuss/activation"
 	"github.com/seuss-go/seuss/runtimes"
+	"github.com/seuss-go/seuss/runtimes/hotpool"
 	"github.com/seuss-go/seuss/sharing"
 	"github.com/seuss-go/seuss/unikernel"
 )
@@ -113,12 +114,16 @@ type Executor struct {
 	pendingMu sync.Mutex
 	pending   map[string]chan struct{}
 
-	mu       sync.Mutex
-	idle     map[activation.ActionKey][]*instance // most recently used last
-	live     map[*instance]bool
-	reserved int
-	closed   bool
-	paths    map[activation.Path]uint64
+	// pool holds the live UCs, the idle ones by action, and the MB reserved for them; it
+	// has its own lock, always taken last (nothing it calls takes another lock).
+	pool *hotpool.Pool[activation.ActionKey, *instance]
+	// aheadMu makes recycleAhead one step: seeing that no spare VM of a runtime snapshot
+	// is ready or on its way, evicting an idle UC and counting its VM on its way.
+	aheadMu sync.Mutex
+
+	// mu guards paths (activations by deployment path).
+	mu    sync.Mutex
+	paths map[activation.Path]uint64
 }
 
 var _ activation.Executor = (*Executor)(nil)
@@ -147,8 +152,11 @@ func New(cfg Config) (*Executor, error) {
 		return nil, fmt.Errorf("snapshots: %w", err)
 	}
 	e := &Executor{cfg: cfg, log: cfg.Log, roots: map[string]*runtimes.Root{}, kindMu: map[string]*sync.Mutex{},
-		idle: map[activation.ActionKey][]*instance{}, live: map[*instance]bool{}, paths: map[activation.Path]uint64{},
-		pending: map[string]chan struct{}{}}
+		paths: map[activation.Path]uint64{}, pending: map[string]chan struct{}{}}
+	e.pool = hotpool.New[activation.ActionKey](hotpool.Config[*instance]{
+		BudgetMB: cfg.MemoryBudgetMB, IdleTTL: cfg.IdleTTL, Expire: e.retire,
+		ErrNoCapacity: ErrNoCapacity, ErrClosed: ErrClosed,
+	})
 	dir := cfg.SnapshotDir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "seuss-snapshots-")
@@ -183,19 +191,7 @@ func (e *Executor) Close() error {
 		st := e.Stats()
 		fmt.Fprintf(os.Stderr, "seuss pool: paths %v recycled %d mapped %d fresh %d\n", st.Paths, st.Recycled, st.Mapped, st.Fresh)
 	}
-	e.mu.Lock()
-	e.closed = true
-	all := make([]*instance, 0, len(e.live))
-	for inst := range e.live {
-		all = append(all, inst)
-		if inst.idleTimer != nil {
-			inst.idleTimer.Stop()
-		}
-	}
-	e.live = map[*instance]bool{}
-	e.idle = map[activation.ActionKey][]*instance{}
-	e.mu.Unlock()
-	for _, inst := range all {
+	for _, inst := range e.pool.Close() {
 		inst.close()
 	}
 	e.captures.wait()
@@ -227,17 +223,14 @@ type Stats struct {
 
 // Stats reports the pool and the path counts.
 func (e *Executor) Stats() Stats {
+	ps := e.pool.Stats()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n := 0
-	for _, l := range e.idle {
-		n += len(l)
-	}
 	p := map[activation.Path]uint64{}
 	for k, v := range e.paths {
 		p[k] = v
 	}
-	return Stats{Live: len(e.live), Idle: n, ReservedMB: e.reserved, Paths: p,
+	return Stats{Live: ps.Live, Idle: ps.Idle, ReservedMB: ps.ReservedMB, Paths: p,
 		Recycled: e.shells.recycledHits.Load(), Mapped: e.shells.mappedHits.Load(), Fresh: e.shells.freshShells.Load(),
 		RecycledReady: e.shells.recycledReady.Load(), RecycledWaited: e.shells.recycledWaited.Load(), Spares: e.shells.spares.Load()}
 }
@@ -245,14 +238,8 @@ func (e *Executor) Stats() Stats {
 // LivePrivateBytes returns, for each live UC, the bytes of guest memory it holds of its
 // own (written since its restore or boot), from the host's page tables.
 func (e *Executor) LivePrivateBytes() []int64 {
-	e.mu.Lock()
-	var all []*instance
-	for inst := range e.live {
-		all = append(all, inst)
-	}
-	e.mu.Unlock()
 	var out []int64
-	for _, inst := range all {
+	for _, inst := range e.pool.Live() {
 		out = append(out, int64(inst.uc.Stats().PagesPrivate)*unikernel.PageSize)
 	}
 	return out
@@ -369,17 +356,7 @@ func remapToRuntime(g *unikernel.GuestMemory, rt *RuntimeSnapshot, start, end ui
 // DropIdle ends every idle UC now, recycling their VMs, and returns how many there were
 // (forces W next).
 func (e *Executor) DropIdle() int {
-	e.mu.Lock()
-	var all []*instance
-	for _, l := range e.idle {
-		all = append(all, l...)
-	}
-	for _, inst := range all {
-		e.removeIdleLocked(inst)
-		delete(e.live, inst)
-		e.reserved -= inst.memMB
-	}
-	e.mu.Unlock()
+	all := e.pool.DropIdle()
 	for _, inst := range all {
 		e.retire(inst)
 	}
@@ -443,15 +420,11 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 		var path activation.Path
 		inst, path, err = e.deploy(ctx, kind, job)
 		if err != nil {
-			e.mu.Lock()
-			e.reserved -= job.Limits.MemoryMB
-			e.mu.Unlock()
+			e.pool.Release(job.Limits.MemoryMB)
 			return nil, err
 		}
 		out.Path = path
-		e.mu.Lock()
-		e.live[inst] = true
-		e.mu.Unlock()
+		e.pool.Add(inst, job.Key, job.Limits.MemoryMB)
 	}
 	e.mu.Lock()
 	e.paths[out.Path]++
@@ -867,33 +840,20 @@ func (e *Executor) recycleAhead(rt *RuntimeSnapshot) {
 	if e.cfg.NoRecycle || rt == nil {
 		return
 	}
-	e.mu.Lock()
-	if e.closed || !e.shells.spareWanted(rt) {
-		e.mu.Unlock()
+	e.aheadMu.Lock()
+	if !e.shells.spareWanted(rt) {
+		e.aheadMu.Unlock()
 		return
 	}
-	var victim *instance
-	n := 0
-	for _, l := range e.idle {
-		for _, inst := range l {
-			if inst.rt == rt {
-				n++
-				if victim == nil || inst.lastUsed.Before(victim.lastUsed) {
-					victim = inst
-				}
-			}
-		}
-	}
-	if n <= keepIdle {
-		e.mu.Unlock()
+	// None after Close (the pool is empty and refuses).
+	victim, ok := e.pool.EvictOldest(func(inst *instance) bool { return inst.rt == rt }, keepIdle)
+	if !ok {
+		e.aheadMu.Unlock()
 		return
 	}
-	e.removeIdleLocked(victim)
-	e.reserved -= victim.memMB
-	delete(e.live, victim)
-	// Counted on its way while e.mu is held: a concurrent recycleAhead sees it.
+	// Counted on its way while aheadMu is held: a concurrent recycleAhead sees it.
 	e.shells.recycleStart(rt)
-	e.mu.Unlock()
+	e.aheadMu.Unlock()
 	e.shells.spares.Add(1)
 	e.recycleVM(victim)
 }
@@ -905,23 +865,10 @@ const recycleWait = 20 * time.Millisecond
 // evictIdleOf ends the least recently used idle UC restored from rt, recycling its VM;
 // false when there is none.
 func (e *Executor) evictIdleOf(rt *RuntimeSnapshot) bool {
-	e.mu.Lock()
-	var victim *instance
-	for _, l := range e.idle {
-		for _, inst := range l {
-			if inst.rt == rt && (victim == nil || inst.lastUsed.Before(victim.lastUsed)) {
-				victim = inst
-			}
-		}
-	}
-	if victim == nil {
-		e.mu.Unlock()
+	victim, ok := e.pool.EvictOldest(func(inst *instance) bool { return inst.rt == rt }, 0)
+	if !ok {
 		return false
 	}
-	e.removeIdleLocked(victim)
-	e.reserved -= victim.memMB
-	delete(e.live, victim)
-	e.mu.Unlock()
 	e.retire(victim)
 	return true
 }
@@ -1052,91 +999,32 @@ func (e *Executor) restoreOnVM(vm *unikernel.VM, mapped bool, shell time.Duratio
 	return inst, nil
 }
 
-// --- the hot pool ---
+// --- the hot pool (hotpool.Pool; the executor ends what it lets go of) ---
 
 func (e *Executor) takeIdle(job *activation.Job, kind runtimes.Kind) *instance {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	l := e.idle[job.Key]
-	for i := len(l) - 1; i >= 0; i-- {
-		inst := l[i]
-		if inst.kind.Name != kind.Name || inst.memMB != job.Limits.MemoryMB {
-			continue
-		}
-		e.idle[job.Key] = append(l[:i:i], l[i+1:]...)
-		if len(e.idle[job.Key]) == 0 {
-			delete(e.idle, job.Key)
-		}
-		inst.idleTimer.Stop()
-		return inst
-	}
-	return nil
+	inst, _ := e.pool.TakeIdle(job.Key, func(inst *instance) bool {
+		return inst.kind.Name == kind.Name && inst.memMB == job.Limits.MemoryMB
+	})
+	return inst
 }
 
 func (e *Executor) reserve(memMB int) error {
-	var evict []*instance
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return ErrClosed
+	evict, err := e.pool.Reserve(memMB)
+	if err != nil {
+		return err
 	}
-	for e.reserved+memMB > e.cfg.MemoryBudgetMB {
-		var victim *instance
-		for _, l := range e.idle {
-			if len(l) > 0 && (victim == nil || l[0].lastUsed.Before(victim.lastUsed)) {
-				victim = l[0]
-			}
-		}
-		if victim == nil {
-			e.mu.Unlock()
-			return fmt.Errorf("%w: %d MB reserved of %d, %d MB more needed", ErrNoCapacity, e.reserved, e.cfg.MemoryBudgetMB, memMB)
-		}
-		e.removeIdleLocked(victim)
-		e.reserved -= victim.memMB
-		delete(e.live, victim)
-		evict = append(evict, victim)
-	}
-	e.reserved += memMB
-	e.mu.Unlock()
 	for _, v := range evict {
 		e.retire(v)
 	}
 	return nil
 }
 
-func (e *Executor) removeIdleLocked(inst *instance) bool {
-	l := e.idle[inst.key]
-	for i, x := range l {
-		if x == inst {
-			e.idle[inst.key] = append(l[:i:i], l[i+1:]...)
-			if len(e.idle[inst.key]) == 0 {
-				delete(e.idle, inst.key)
-			}
-			if inst.idleTimer != nil {
-				inst.idleTimer.Stop()
-			}
-			return true
-		}
-	}
-	return false
-}
-
 func (e *Executor) park(inst *instance) {
-	e.mu.Lock()
-	if e.closed || !e.live[inst] {
-		e.mu.Unlock()
+	ok, first := e.pool.Park(inst)
+	if !ok {
 		go inst.close()
 		return
 	}
-	inst.lastUsed = time.Now()
-	e.idle[inst.key] = append(e.idle[inst.key], inst)
-	first := inst.idleTimer == nil
-	if first {
-		inst.idleTimer = time.AfterFunc(e.cfg.IdleTTL, func() { e.expire(inst) })
-	} else {
-		inst.idleTimer.Reset(e.cfg.IdleTTL)
-	}
-	e.mu.Unlock()
 	if first && inst.parent != nil {
 		// A C instance parks after its first activation: its restore may have found no
 		// idle UC to recycle ahead. Later parks (H) never recycle ahead.
@@ -1144,38 +1032,8 @@ func (e *Executor) park(inst *instance) {
 	}
 }
 
-func (e *Executor) expire(inst *instance) {
-	e.mu.Lock()
-	found := false
-	for _, x := range e.idle[inst.key] {
-		if x == inst {
-			found = true
-		}
-	}
-	if !found {
-		e.mu.Unlock()
-		return
-	}
-	if left := e.cfg.IdleTTL - time.Since(inst.lastUsed); left > 0 {
-		inst.idleTimer.Reset(left)
-		e.mu.Unlock()
-		return
-	}
-	e.removeIdleLocked(inst)
-	e.reserved -= inst.memMB
-	delete(e.live, inst)
-	e.mu.Unlock()
-	e.retire(inst)
-}
-
 func (e *Executor) discard(inst *instance) {
-	e.mu.Lock()
-	if e.live[inst] {
-		delete(e.live, inst)
-		e.reserved -= inst.memMB
-		e.removeIdleLocked(inst)
-	}
-	e.mu.Unlock()
+	e.pool.Remove(inst)
 	inst.close()
 }
 
@@ -1236,13 +1094,11 @@ func (e *Executor) Memory() Memory {
 		m.FunctionSnapshotBytes, _, _ = e.store.Usage()
 		m.PageStoreLivePages = e.store.Pages().Stats().Live
 	}
-	e.mu.Lock()
 	var ranges [][2]uintptr
-	for inst := range e.live {
+	for _, inst := range e.pool.Live() {
 		lo, hi := inst.uc.HostRange()
 		ranges = append(ranges, [2]uintptr{lo, hi})
 	}
-	e.mu.Unlock()
 	m.LiveUCs = len(ranges)
 	if us, err := sharing.RangesUsage(ranges); err == nil {
 		for _, u := range us {
@@ -1259,16 +1115,12 @@ func (e *Executor) Prepare(ctx context.Context, kindName string) error {
 	if e.store == nil {
 		return nil
 	}
-	e.mu.Lock()
-	closed := e.closed
-	if !closed {
-		e.captures.add() // Close waits for it
-	}
-	e.mu.Unlock()
-	if closed {
+	// Counted before looking: a Close that has not yet closed the pool waits for it.
+	e.captures.add()
+	defer e.captures.done()
+	if e.pool.Closed() {
 		return ErrClosed
 	}
-	defer e.captures.done()
 	kind, err := runtimes.Resolve(kindName)
 	if err != nil {
 		return err

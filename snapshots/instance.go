@@ -36,9 +36,6 @@ type instance struct {
 	// snapshot under a C or W instance (its VM can be recycled for rt).
 	fsnap *FunctionSnapshot
 	rt    *RuntimeSnapshot
-
-	lastUsed  time.Time
-	idleTimer *time.Timer
 }
 
 func newInstance(kind runtimes.Kind, key activation.ActionKey, memMB int) *instance {
