@@ -1009,14 +1009,13 @@ func (e *Executor) takeIdle(job *activation.Job, kind runtimes.Kind) *instance {
 }
 
 func (e *Executor) reserve(memMB int) error {
+	// Victims are out of the pool even when no room was made: they are ended all the
+	// same (their memory is no longer counted).
 	evict, err := e.pool.Reserve(memMB)
-	if err != nil {
-		return err
-	}
 	for _, v := range evict {
 		e.retire(v)
 	}
-	return nil
+	return err
 }
 
 func (e *Executor) park(inst *instance) {

@@ -144,14 +144,13 @@ func (e *Executor) takeIdle(job *activation.Job, kind runtimes.Kind) *instance {
 
 // reserve makes room for a new instance of memMB, evicting idle instances.
 func (e *Executor) reserve(memMB int) error {
+	// Victims are out of the pool even when no room was made: they are ended all the
+	// same (their memory is no longer counted).
 	evict, err := e.pool.Reserve(memMB)
-	if err != nil {
-		return err
-	}
 	for _, v := range evict {
 		v.kill()
 	}
-	return nil
+	return err
 }
 
 // park returns a healthy instance to the idle pool.

@@ -187,3 +187,41 @@ func TestWarmupConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestBudgetFullEndsEvicted: an idle instance evicted by a reservation that still finds
+// no room is ended, not left running outside the accounting.
+func TestBudgetFullEndsEvicted(t *testing.T) {
+	e := newExec(t, Config{MemoryBudgetMB: 512})
+	if _, err := e.Run(context.Background(), job("python:3.11", "idle", "def main(a):\n    return {}\n", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	idle := e.pool.Live()
+	if len(idle) != 1 {
+		t.Fatalf("%d live instances", len(idle))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.Run(ctx, job("python:3.11", "busy", spin["python:3.11"], `{}`))
+	}()
+	for e.Stats().Live < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	j := job("python:3.11", "big", "def main(a):\n    return {}\n", `{}`)
+	j.Limits.MemoryMB = 512
+	_, err := e.Run(context.Background(), j)
+	if !errors.Is(err, ErrNoCapacity) || err.Error() != ErrNoCapacity.Error()+": 256 MB reserved of 512, 512 MB more needed" {
+		t.Errorf("err %v", err)
+	}
+	select {
+	case <-idle[0].exited:
+	case <-time.After(10 * time.Second):
+		t.Error("the evicted idle instance still runs")
+	}
+	if s := e.Stats(); s.Live != 1 || s.Idle != 0 || s.ReservedMB != 256 {
+		t.Errorf("stats %+v", s)
+	}
+	cancel()
+	<-done
+}
