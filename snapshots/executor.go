@@ -1041,6 +1041,9 @@ const exitMemory = 86
 
 // fail ends an instance whose request failed and says why, as an Outcome.Err.
 func (e *Executor) fail(inst *instance, err, timeoutErr, exitErr error) error {
+	if errors.Is(err, errTimeout) {
+		inst.flushLogs() // its logs so far, before it dies with them
+	}
 	e.discard(inst)
 	<-inst.exited
 	switch {
