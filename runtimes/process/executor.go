@@ -273,6 +273,9 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 
 // fail ends an instance whose request failed and says why, as an Outcome.Err.
 func (e *Executor) fail(inst *instance, err error, timeoutErr, exitErr error) error {
+	if errors.Is(err, errTimeout) {
+		inst.flushLogs() // its logs so far, before it dies with them
+	}
 	e.discard(inst)
 	<-inst.exited
 	// The pipes are closed now that the process group is dead: drain what it wrote.
