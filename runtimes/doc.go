@@ -26,6 +26,33 @@
 // drained. Each stream's pending logs go out in one write at the end of an activation
 // (or every 64 KiB): inside a unikernel context each system call is a VM exit.
 //
+// # Logs of an activation killed at its time limit
+//
+// The stock runtimes write logs through, so the record of an action killed at its time
+// limit holds what it printed before. The launchers keep that without a system call
+// more on the normal path:
+//
+//   - The flush request. Before it kills a launcher whose init or run outlived its time
+//     limit, the executor sends it SIGUSR2 (a host process: kill(2) to its pid; a UC:
+//     unikernel.UC.Signal) and waits at most 100 ms for the line "!flushed" on fd 3; the
+//     launcher writes the logs it holds on fds 1 and 2 first (no sentinels). The python
+//     launcher blocks SIGUSR2 in every thread and keeps a thread asleep in sigwait for
+//     it: woken whatever the main thread does (a busy loop gives up the interpreter lock
+//     within the switch interval, a blocking call has given it up), and the only way a
+//     signal from outside reaches a UC, which has no asynchronous delivery. A launcher
+//     that does not take the signal is ended by it (nodejs, host process) or never sees
+//     it (nodejs, UC: no wait).
+//   - Late write-through. The nodejs launcher arms a timer at each run (libuv keeps
+//     timers in user space: no system call to arm or clear it); a run still going after
+//     100 ms writes its logs out then and every later line as it comes. The timer fires
+//     only where the event loop waits (a promise that never settles, a long await): a
+//     synchronous infinite loop keeps its lines buffered and they are lost when it is
+//     killed (a thread of its own, as python's, would not help: the buffer is the main
+//     isolate's).
+//
+// Either way the lines reach the record as any others (activation.LogLine, the stream,
+// the time they were read) and count against the activation's log limit.
+//
 // # Status encoding on fd 3
 //
 // The stock runtimes answer over HTTP with a status; the launchers encode it on the

@@ -86,8 +86,11 @@ type Run struct {
 	Logs []string `json:"logs"`
 	// LogsContain are substrings that must each appear in some log line.
 	LogsContain []string `json:"logs_contain"`
-	// Err names the Outcome.Err expected: "" (none), "run_exited", "memory".
+	// Err names the Outcome.Err expected: "" (none), "run_exited", "run_timeout",
+	// "memory".
 	Err string `json:"err"`
+	// TimeoutMS, when set, is the run's time limit (default 60 s).
+	TimeoutMS int `json:"timeout_ms"`
 }
 
 // Dir returns runtimes/<lang>/testdata in this source tree.
@@ -228,6 +231,10 @@ func (c *Case) Job(kind string, i int, revision string) (*activation.Job, error)
 		ctx[k] = v
 	}
 	sum := sha256.Sum256([]byte(init.Code))
+	timeout := 60 * time.Second
+	if r.TimeoutMS > 0 {
+		timeout = time.Duration(r.TimeoutMS) * time.Millisecond
+	}
 	return &activation.Job{
 		Key: activation.ActionKey{
 			Namespace: ctx["namespace"], FQN: "guest/" + c.Name, Revision: revision,
@@ -240,7 +247,7 @@ func (c *Case) Job(kind string, i int, revision string) (*activation.Job, error)
 			ActionVersion: ctx["action_version"], ActivationID: ctx["activation_id"],
 			TransactionID: ctx["transaction_id"], Deadline: ctx["deadline"], APIKey: ctx["api_key"],
 		},
-		Limits: activation.Limits{Timeout: 60 * time.Second, MemoryMB: 256, LogBytes: 10 << 20},
+		Limits: activation.Limits{Timeout: timeout, MemoryMB: 256, LogBytes: 10 << 20},
 	}, nil
 }
 
@@ -326,6 +333,13 @@ func (r *Run) check(out *activation.Outcome) error {
 	case "run_exited":
 		if !errors.Is(out.Err, activation.ErrRunExited) {
 			return fmt.Errorf("outcome error %v, want ErrRunExited", out.Err)
+		}
+		return containsAll(out.Logs, r.LogsContain)
+	case "run_timeout":
+		// The lines printed before the time limit are kept, as the stock runtimes'
+		// write-through logs keep them (runtimes/doc.go: the flush request).
+		if !errors.Is(out.Err, activation.ErrRunTimeout) {
+			return fmt.Errorf("outcome error %v, want ErrRunTimeout (logs %q)", out.Err, logText(out.Logs))
 		}
 		return containsAll(out.Logs, r.LogsContain)
 	case "memory":

@@ -3,7 +3,8 @@
 //
 // fd 0: one JSON line per request (init or run); fd 3: one reply line per request;
 // fd 1 and 2: the action's logs, buffered and written once per activation, each
-// followed by the sentinel after every run and after a failed init.
+// followed by the sentinel after every run and after a failed init; a run still going
+// after LATE_MS writes them through from then on (see late).
 //
 // Between requests the launcher is blocked in read(0): those are the snapshot points
 // ("ready, awaiting init" and "initialised, awaiting run"). An init line carrying
@@ -41,6 +42,23 @@ function writeAll(fd, buf) {
   }
 }
 
+// A run still going after LATE_MS has its logs written out then, and each later line as
+// it comes (write-through), so that an action killed at its time limit while awaiting
+// (a promise that never settles, a long await: the event loop runs) keeps the lines it
+// printed, as with the stock runtime. Arming and clearing the timer makes no system call
+// (libuv keeps timers in user space); it can fire only where the event loop waits, so a
+// synchronous infinite loop keeps its lines buffered and loses them when it is killed.
+const LATE_MS = 100;
+let writeThrough = false;
+let lateTimer = null;
+
+function late() {
+  lateTimer = null;
+  writeThrough = true;
+  flush(1);
+  flush(2);
+}
+
 // endsLine[fd] is false while the stream's last byte out is not a line end.
 const endsLine = { 1: true, 2: true };
 
@@ -66,7 +84,7 @@ function logStream(fd) {
     write(chunk, encoding, cb) {
       pending[fd].push(chunk);
       pendingBytes[fd] += chunk.length;
-      if (pendingBytes[fd] >= FLUSH_AT) flush(fd);
+      if (writeThrough || pendingBytes[fd] >= FLUSH_AT) flush(fd);
       cb();
     },
   });
@@ -119,6 +137,11 @@ function readLine() {
 // reply writes the logs (and the sentinels when an activation ended), then the answer.
 // A 200 answer is the bare JSON; any other status is "!<status> <json>".
 function reply(status, body, sentinels) {
+  if (lateTimer !== null) {
+    clearTimeout(lateTimer);
+    lateTimer = null;
+  }
+  writeThrough = false;
   if (sentinels) {
     flush(1, SENTINEL);
     flush(2, SENTINEL);
@@ -359,6 +382,8 @@ async function doRun(msg) {
   }
   let status = 200;
   let body;
+  // Unreferenced: the timer does not keep a launcher alive that would otherwise end.
+  lateTimer = setTimeout(late, LATE_MS).unref();
   try {
     const result = await callMain(msg.value === undefined ? {} : msg.value);
     if (typeof result !== 'object') {

@@ -3,7 +3,9 @@ protocol (runtimes/doc.go describes the wire format).
 
 fd 0: one JSON line per request (init or run); fd 3: one reply line per request;
 fd 1 and 2: the action's logs, buffered and written once per activation, each
-followed by the sentinel after every run and after a failed init.
+followed by the sentinel after every run and after a failed init. SIGUSR2 asks for the
+buffered logs at once (the executor's flush request before it kills a launcher at its
+time limit): a thread waiting in sigwait writes them and answers "!flushed" on fd 3.
 
 Between requests the launcher is blocked in read(0): those are the snapshot points
 ("ready, awaiting init" and "initialised, awaiting run"). An init line carrying
@@ -16,9 +18,11 @@ independent implementation. Run with -S -E -B: no site packages of the host, onl
 standard library and what the action brings.
 """
 
+import _thread
 import io
 import json
 import os
+import signal
 import sys
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
@@ -74,6 +78,38 @@ def _write_all(fd, data):
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+# The flush request (runtimes/doc.go): an action that hangs past its time limit keeps
+# the lines it printed. A thread asleep in sigwait costs nothing per activation (no
+# system call on the normal path) and is woken by the signal alone, whatever the main
+# thread is doing: in a busy loop the main thread gives up the interpreter lock within
+# the switch interval; in a blocking call it has given it up already. Blocked in every
+# thread (the main thread's mask is inherited), so no handler ever runs on the main
+# thread. Inside a UC the library OS hands a host signal to a thread waiting for it.
+FLUSH_SIGNAL = signal.SIGUSR2
+FLUSHED = b"!flushed\n"
+
+
+def _flusher():
+    while True:
+        try:
+            signal.sigwait((FLUSH_SIGNAL,))
+        except OSError:
+            return
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        try:
+            _write_all(REPLY_FD, FLUSHED)
+        except OSError:
+            return
+
+
+signal.pthread_sigmask(signal.SIG_BLOCK, (FLUSH_SIGNAL,))
+_thread.start_new_thread(_flusher, ())
 
 
 _carry = b""
