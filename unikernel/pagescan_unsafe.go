@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -35,6 +36,14 @@ var noPageScan atomic.Bool
 
 var errNoPageScan = errors.New("unikernel: PAGEMAP_SCAN unavailable")
 
+// selfPagemap is /proc/self/pagemap, opened once for the process (the scans on the
+// recycle and capture paths each opened and closed it). Never closed.
+var selfPagemap = sync.OnceValues(func() (*os.File, error) { return os.Open("/proc/self/pagemap") })
+
+// scanVecs holds output vectors for scanPrivate (12 KiB each: one allocation less per
+// scan on the recycle and capture paths).
+var scanVecs = sync.Pool{New: func() any { return new([pmScanRegionsMax]pageRegion) }}
+
 // scanPrivate calls f, in address order, for each range of [start, end) of mem (guest
 // addresses) whose pages are the process's own: present and not a file page (copied on
 // write, anonymous, or the zero page), or swapped out. The same pages as scanPagemap's
@@ -48,7 +57,9 @@ func scanPrivate(pm *os.File, mem []byte, start, end uint64, f func(lo, hi uint6
 		return nil
 	}
 	base := uint64(hostAddr(mem))
-	vec := make([]pageRegion, pmScanRegionsMax) // on the heap: the kernel writes through a plain address
+	vp := scanVecs.Get().(*[pmScanRegionsMax]pageRegion) // on the heap: the kernel writes through a plain address
+	defer scanVecs.Put(vp)
+	vec := vp[:]
 	a := base + start
 	for a < base+end {
 		arg := pmScanArg{

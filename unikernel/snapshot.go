@@ -1,11 +1,13 @@
 package unikernel
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -188,11 +190,10 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 		return nil, fmt.Errorf("%w: a memory diff is taken of a restored UC", ErrState)
 	}
 	vmas := uc.k.as.snapshotVMAs()
-	pm, err := os.Open("/proc/self/pagemap")
+	pm, err := selfPagemap()
 	if err != nil {
 		return nil, fmt.Errorf("unikernel: memory runs: %w", err)
 	}
-	defer pm.Close()
 	mem := uc.vm.mem
 	var b runBuilder
 	if full {
@@ -214,7 +215,7 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 		return b.runs, nil
 	}
 	tracked := uc.track.ranges()
-	// Scan every mapping and every remapped range once, in address order.
+	// Every mapping and every remapped range, in address order.
 	var spans [][2]uint64
 	for _, v := range vmas {
 		spans = append(spans, [2]uint64{v.start, v.end})
@@ -223,6 +224,90 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 		spans = append(spans, [2]uint64{r.start, r.end})
 	}
 	spans = mergeSpans(spans)
+	if len(spans) == 0 {
+		return nil, nil
+	}
+	// One PAGEMAP_SCAN over the spans' hull finds the UC's own pages; the remapped ranges
+	// need nothing more (a fresh anonymous page not among them reads as zero, a remapped
+	// file is stored whole). One ioctl instead of one per span, and no pagemap entries
+	// read for the remapped ranges.
+	var own [][2]uint64
+	err = scanPrivate(pm, mem, spans[0][0], spans[len(spans)-1][1], func(lo, hi uint64) {
+		if n := len(own); n > 0 && own[n-1][1] == lo {
+			own[n-1][1] = hi
+			return
+		}
+		own = append(own, [2]uint64{lo, hi})
+	})
+	if errors.Is(err, errNoPageScan) {
+		return diffRunsPagemap(pm, mem, spans, tracked)
+	}
+	if err != nil {
+		return nil, err
+	}
+	oi := 0
+	content := func(lo, hi uint64) {
+		for a := lo; a < hi; a += pageSize {
+			b.page(a, isZero(mem[a:a+pageSize]), false)
+		}
+	}
+	zero := func(lo, hi uint64) { b.add(lo, (hi-lo)/pageSize, true) }
+	skip := func(lo, hi uint64) {}
+	// ownIn calls in for the runs of the UC's own pages in [lo, hi) and gap for the runs
+	// between, in order; calls come in address order, so own is walked once.
+	ownIn := func(lo, hi uint64, in, gap func(lo, hi uint64)) {
+		for oi < len(own) && own[oi][1] <= lo {
+			oi++
+		}
+		a := lo
+		for j := oi; j < len(own) && own[j][0] < hi; j++ {
+			if a < own[j][0] {
+				gap(a, own[j][0])
+			}
+			a = max(a, own[j][0])
+			e := min(own[j][1], hi)
+			in(a, e)
+			a = e
+		}
+		if a < hi {
+			gap(a, hi)
+		}
+	}
+	segment := func(lo, hi uint64, kind int) {
+		switch kind {
+		case remapFile: // another file mapped here: every page
+			content(lo, hi)
+		case remapZero: // fresh memory: zero but for the pages the UC made its own
+			ownIn(lo, hi, content, zero)
+		default: // the parent's pages but for those the UC made its own
+			ownIn(lo, hi, content, skip)
+		}
+	}
+	for _, s := range spans {
+		a := s[0]
+		for _, r := range tracked {
+			if r.end <= a || r.start >= s[1] {
+				continue
+			}
+			if a < r.start {
+				segment(a, r.start, remapNone)
+				a = r.start
+			}
+			end := min(r.end, s[1])
+			segment(a, end, r.kind)
+			a = end
+		}
+		if a < s[1] {
+			segment(a, s[1], remapNone)
+		}
+	}
+	return b.runs, nil
+}
+
+// diffRunsPagemap is MemoryRuns' diff from /proc/self/pagemap entries, for kernels
+// without PAGEMAP_SCAN (before Linux 6.7).
+func diffRunsPagemap(pm *os.File, mem []byte, spans [][2]uint64, tracked []remapRange) ([]PageRun, error) {
+	var b runBuilder
 	ti := 0
 	visit := func(a, e uint64) {
 		for ti < len(tracked) && tracked[ti].end <= a {
@@ -245,22 +330,6 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 			b.page(a, isZero(mem[a:a+pageSize]), false)
 		}
 	}
-	// Outside the remapped ranges only pages in the host's page tables matter: those
-	// stretches are scanned sparsely (most of a runtime's mappings are untouched
-	// reservations); inside them every page does.
-	// The sparse stretches hold only the UC's own pages of interest (kind none): the
-	// kernel finds them with PAGEMAP_SCAN where it can.
-	sparse := func(lo, hi uint64) error {
-		err := scanPrivate(pm, mem, lo, hi, func(l, h uint64) {
-			for a := l; a < h; a += pageSize {
-				b.page(a, isZero(mem[a:a+pageSize]), false)
-			}
-		})
-		if errors.Is(err, errNoPageScan) {
-			err = scanPagemap(pm, mem, lo, hi, true, visit)
-		}
-		return err
-	}
 	for _, s := range spans {
 		a := s[0]
 		for _, r := range tracked {
@@ -268,7 +337,7 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 				continue
 			}
 			if a < r.start {
-				if err := sparse(a, r.start); err != nil {
+				if err := scanPagemap(pm, mem, a, r.start, true, visit); err != nil {
 					return nil, err
 				}
 				a = r.start
@@ -280,7 +349,7 @@ func (uc *UC) MemoryRuns(full bool) ([]PageRun, error) {
 			a = end
 		}
 		if a < s[1] {
-			if err := sparse(a, s[1]); err != nil {
+			if err := scanPagemap(pm, mem, a, s[1], true, visit); err != nil {
 				return nil, err
 			}
 		}
@@ -295,18 +364,25 @@ func (b *runBuilder) page(a uint64, zero, dropZero bool) {
 	if zero && dropZero {
 		return
 	}
-	if n := len(b.runs); n > 0 {
-		r := &b.runs[n-1]
+	b.add(a, 1, zero)
+}
+
+// add appends n pages from a, all zero or all data.
+func (b *runBuilder) add(a, n uint64, zero bool) {
+	if k := len(b.runs); k > 0 {
+		r := &b.runs[k-1]
 		if r.Zero == zero && r.Addr+r.Pages*pageSize == a {
-			r.Pages++
+			r.Pages += n
 			return
 		}
 	}
-	b.runs = append(b.runs, PageRun{Addr: a, Pages: 1, Zero: zero})
+	b.runs = append(b.runs, PageRun{Addr: a, Pages: n, Zero: zero})
 }
 
 func mergeSpans(s [][2]uint64) [][2]uint64 {
-	sort.Slice(s, func(i, j int) bool { return s[i][0] < s[j][0] })
+	if !slices.IsSortedFunc(s, cmpSpan) {
+		slices.SortFunc(s, cmpSpan)
+	}
 	var out [][2]uint64
 	for _, x := range s {
 		if n := len(out); n > 0 && x[0] <= out[n-1][1] {
@@ -317,6 +393,8 @@ func mergeSpans(s [][2]uint64) [][2]uint64 {
 	}
 	return out
 }
+
+func cmpSpan(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) }
 
 func isZero(p []byte) bool {
 	for i := 0; i < len(p); i += 8 {
@@ -644,11 +722,41 @@ func (uc *UC) RecycleVM(reset func(g *GuestMemory, dirty []DirtyRange) error) (*
 		return nil, fmt.Errorf("%w: recycle the VM of a UC in state %s (restored %v)", ErrState, st, uc.track != nil)
 	}
 	vm := uc.vm
-	pm, err := os.Open("/proc/self/pagemap")
+	dirty, err := uc.dirtyRanges()
 	if err != nil {
 		return nil, err
 	}
-	defer pm.Close()
+	if err := reset(&GuestMemory{vm: vm}, dirty); err != nil {
+		return nil, err
+	}
+	vm.mu.Lock()
+	vcpus := append([]*vcpu(nil), vm.vcpus...)
+	vm.mu.Unlock()
+	for _, c := range vcpus {
+		if err := resetVCPU(c); err != nil {
+			return nil, err
+		}
+	}
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.closed {
+		return nil, fmt.Errorf("%w: VM closed", ErrState)
+	}
+	vm.used = false
+	vm.free = nil
+	return vm, nil
+}
+
+// dirtyRanges lists, sorted, the ranges of a restored UC's guest memory that may differ
+// from what its restore loaded (RecycleVM): the pages the UC made its own, found by one
+// PAGEMAP_SCAN over the whole guest (the guest's page tables map all of it: a guest can
+// write outside its mappings too), and the ranges it remapped.
+func (uc *UC) dirtyRanges() ([]DirtyRange, error) {
+	vm := uc.vm
+	pm, err := selfPagemap()
+	if err != nil {
+		return nil, err
+	}
 	var own, files [][2]uint64
 	err = scanPrivate(pm, vm.mem, userBase, vm.Size, func(lo, hi uint64) {
 		if n := len(own); n > 0 && own[n-1][1] == lo {
@@ -700,26 +808,8 @@ func (uc *UC) RecycleVM(reset func(g *GuestMemory, dirty []DirtyRange) error) (*
 			dirty = append(dirty, DirtyRange{Start: a, End: o[1]})
 		}
 	}
-	sort.Slice(dirty, func(i, j int) bool { return dirty[i].Start < dirty[j].Start })
-	if err := reset(&GuestMemory{vm: vm}, dirty); err != nil {
-		return nil, err
-	}
-	vm.mu.Lock()
-	vcpus := append([]*vcpu(nil), vm.vcpus...)
-	vm.mu.Unlock()
-	for _, c := range vcpus {
-		if err := resetVCPU(c); err != nil {
-			return nil, err
-		}
-	}
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	if vm.closed {
-		return nil, fmt.Errorf("%w: VM closed", ErrState)
-	}
-	vm.used = false
-	vm.free = nil
-	return vm, nil
+	slices.SortFunc(dirty, func(a, b DirtyRange) int { return cmp.Compare(a.Start, b.Start) })
+	return dirty, nil
 }
 
 // resetVCPU puts back what a CPL3 guest can change outside the state a restore writes
