@@ -279,6 +279,9 @@ func (e *Executor) recycleVM(inst *instance) {
 		defer e.recycles.done()
 		defer e.shells.recycleDone(inst.rt)
 		inst.stop()
+		if inst.release != nil {
+			defer inst.release()
+		}
 		rt := inst.rt
 		vm, err := inst.uc.RecycleVM(func(g *unikernel.GuestMemory, dirty []unikernel.DirtyRange) error {
 			return resetToRuntime(g, rt, dirty)
@@ -528,7 +531,9 @@ func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activati
 		return inst, activation.PathBoot, err
 	}
 	fid := e.functionID(kind, root, job)
-	f := e.store.Function(fid)
+	// Acquired: its pages stay in the page store while the restore reads them, whatever
+	// happens to the snapshot meanwhile (keepPages releases it).
+	f := e.store.Acquire(fid)
 	if f == nil {
 		e.pendingMu.Lock()
 		ch := e.pending[fid]
@@ -537,7 +542,7 @@ func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activati
 			t := time.NewTimer(pendingWait)
 			select {
 			case <-ch:
-				f = e.store.Function(fid)
+				f = e.store.Acquire(fid)
 			case <-t.C:
 			case <-ctx.Done():
 			}
@@ -547,11 +552,14 @@ func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activati
 	if f != nil {
 		rt := e.store.Runtime(kind.Name, root.Digest())
 		if rt == nil || rt.ID != f.File.Header.ParentID || rt.File.Digest != f.File.Header.ParentDigest {
+			e.store.Release(f)
 			e.log.Warn("snapshots: function snapshot without its runtime snapshot; deleting it", "id", fid, "action", job.Key.FQN)
 			e.store.RemoveFunction(fid)
 		} else if inst, err := e.restore(kind, root, job, rt, f); err == nil {
+			e.keepPages(inst, f)
 			return inst, activation.PathWarm, nil
 		} else {
+			e.store.Release(f)
 			e.log.Warn("snapshots: function snapshot not restored; falling back to the runtime snapshot", "id", fid, "action", job.Key.FQN, "err", err)
 			if errors.Is(err, ErrCorruptSnapshot) || errors.Is(err, unikernel.ErrBadState) {
 				e.store.RemoveFunction(fid)
@@ -586,6 +594,19 @@ func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activati
 		e.shells.forget(rt)
 	}
 	return nil, "", fmt.Errorf("snapshots: no runtime snapshot of %s could be made", kind.Name)
+}
+
+// keepPages ends the Acquire of the function snapshot a W instance was restored from:
+// now, its pages copied into the guest; or, when they were mapped from the page store
+// (Config.MapDiff: the guest reads the slots themselves until it writes them), when the
+// instance ends.
+func (e *Executor) keepPages(inst *instance, f *FunctionSnapshot) {
+	if !inst.mappedDiff {
+		e.store.Release(f)
+		return
+	}
+	var once sync.Once
+	inst.release = func() { once.Do(func() { e.store.Release(f) }) }
 }
 
 func (e *Executor) functionID(kind runtimes.Kind, root *runtimes.Root, job *activation.Job) string {
@@ -923,6 +944,7 @@ func (e *Executor) restoreOnVM(vm *unikernel.VM, mapped bool, shell time.Duratio
 			}
 			if e.cfg.MapDiff {
 				// Map runs of consecutive slots from the page store, copy-on-write.
+				inst.mappedDiff = true
 				for i := 0; i < len(r.Slots); {
 					j := i + 1
 					for j < len(r.Slots) && r.Slots[j] == r.Slots[j-1]+1 {

@@ -121,6 +121,12 @@ type FunctionSnapshot struct {
 	verified bool
 	slots    []uint32
 	rec      recLoc // where its state is stored; rec.n its size
+	// pins counts the restores reading its pages (Acquire); unlinked says the store let
+	// go of it. Its slots are released when both hold: a slot released while a restore
+	// copies from it can be taken by a concurrent PutPages and overwritten with another
+	// snapshot's page, which the restore then loads.
+	pins     int
+	unlinked bool
 
 	wsMu sync.Mutex
 	ws   [][2]uint64 // working set of the first run after a W restore (Config.Prefetch)
@@ -733,6 +739,40 @@ func (s *Store) Function(id string) *FunctionSnapshot {
 	return f
 }
 
+// Acquire is Function for a restore: the snapshot's pages stay in the page store, its
+// slots unreleased, until Release, even if the snapshot is replaced (PutFunction of the
+// same id: two C paths of one action captured at once), evicted or removed meanwhile.
+// nil when there is none.
+func (s *Store) Acquire(id string) *FunctionSnapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.funcs[id]
+	if f == nil {
+		return nil
+	}
+	f.Hits++
+	f.LastUsed = time.Now()
+	s.lru.MoveToFront(f.elem)
+	f.pins++
+	return f
+}
+
+// Release ends an Acquire: once no restore reads them, the pages of a snapshot the store
+// has let go of are released.
+func (s *Store) Release(f *FunctionSnapshot) {
+	if f == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f.pins--; f.pins < 0 {
+		panic("snapshots: Release of a function snapshot not acquired")
+	}
+	if f.pins == 0 && f.unlinked {
+		s.pages.Release(f.slots)
+	}
+}
+
 // VerifyPages checks, once per process, that a function snapshot's pages in the page
 // store match their hashes (a snapshot made by this process is trusted).
 func (s *Store) VerifyPages(f *FunctionSnapshot) error {
@@ -854,7 +894,10 @@ func (s *Store) unlinkLocked(f *FunctionSnapshot) {
 	if f.rec.seg != nil {
 		f.rec.seg.live -= f.rec.n
 	}
-	s.pages.Release(f.slots)
+	f.unlinked = true
+	if f.pins == 0 {
+		s.pages.Release(f.slots)
+	}
 }
 
 // evictLocked unlinks least recently used function snapshots until the budget holds.

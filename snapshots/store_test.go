@@ -1,11 +1,15 @@
 package snapshots
 
 import (
+	"bytes"
 	"fmt"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/seuss-go/seuss/sharing"
+	"github.com/seuss-go/seuss/unikernel"
 )
 
 func cpuTime() time.Duration {
@@ -62,4 +66,99 @@ func BenchmarkPutFunctionState(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestAcquireKeepsPages: the pages of a function snapshot a restore has acquired stay in
+// the page store, byte for byte, while the snapshot is replaced (two C paths of one action
+// captured at once), removed or evicted and other pages are stored meanwhile; Release
+// gives them back. Before Acquire, the replaced snapshot's slots were freed at once and
+// the next PutPages wrote its new pages there: a W restore copying the old snapshot
+// loaded another snapshot's pages (TestConcurrent's guest page fault, 1 run in 10-20).
+func TestAcquireKeepsPages(t *testing.T) {
+	s, err := OpenStore(t.TempDir(), 1<<40, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	parent := fakeParent(s)
+	parent.view = make([]byte, 0x800000) // a zero image: every page put differs from it
+	h, st, _ := sampleFile()
+	const n = 4
+	pages := func(seed byte) []byte {
+		b := make([]byte, n*sharing.PageSize)
+		for i := range b {
+			b[i] = seed + byte(i/sharing.PageSize)
+		}
+		return b
+	}
+	put := func(id string, seed byte) *FunctionSnapshot {
+		t.Helper()
+		hh := h
+		hh.ID = id
+		f, err := s.PutFunction(hh, parent, st, []PendingRun{{PageRun: unikernel.PageRun{Addr: 0x400000, Pages: n}, Data: pages(seed)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	// holds checks that f's slots still hold the pages it was stored with.
+	holds := func(what string, f *FunctionSnapshot, seed byte) {
+		t.Helper()
+		got := make([]byte, n*sharing.PageSize)
+		if err := s.Pages().Copy(got, f.File.Runs[0].Slots); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, pages(seed)) {
+			t.Fatalf("%s: the acquired snapshot's slots %v hold other pages", what, f.File.Runs[0].Slots)
+		}
+	}
+	live := func() uint64 { return s.Pages().Stats().Live }
+
+	// Replaced while acquired.
+	f1 := put("fn-a", 1)
+	if got := s.Acquire("fn-a"); got != f1 {
+		t.Fatalf("Acquire: %p, want %p", got, f1)
+	}
+	f2 := put("fn-a", 10) // replaces f1; its new pages must not take f1's slots
+	put("fn-b", 20)
+	holds("replaced", f1, 1)
+	if live() != 3*n {
+		t.Fatalf("%d live pages while the replaced snapshot is acquired, want %d", live(), 3*n)
+	}
+	s.Release(f1)
+	if live() != 2*n {
+		t.Fatalf("%d live pages after Release, want %d", live(), 2*n)
+	}
+
+	// Removed while acquired (twice: released at the last Release only).
+	if s.Acquire("fn-a") != f2 || s.Acquire("fn-a") != f2 {
+		t.Fatal("Acquire did not return the replacement")
+	}
+	if !s.RemoveFunction("fn-a") {
+		t.Fatal("RemoveFunction: none")
+	}
+	if s.Acquire("fn-a") != nil {
+		t.Fatal("Acquire of a removed snapshot")
+	}
+	put("fn-c", 30)
+	s.Release(f2)
+	put("fn-d", 40)
+	holds("removed", f2, 10)
+	s.Release(f2)
+	if live() != 3*n {
+		t.Fatalf("%d live pages after the last Release, want %d", live(), 3*n)
+	}
+
+	// Evicted while acquired: the budget holds only the newest snapshot.
+	f3 := s.Acquire("fn-b")
+	s.mu.Lock()
+	s.budget = 1
+	s.mu.Unlock()
+	put("fn-e", 50)
+	if _, _, k := s.Usage(); k != 0 {
+		t.Fatalf("%d snapshots left under a 1-byte budget", k)
+	}
+	put("fn-f", 60)
+	holds("evicted", f3, 20)
+	s.Release(f3)
 }
