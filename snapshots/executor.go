@@ -280,11 +280,22 @@ func (e *Executor) recycleVM(inst *instance) {
 		defer e.shells.recycleDone(inst.rt)
 		inst.stop()
 		if inst.release != nil {
-			defer inst.release()
+			defer inst.release() // after the page store's mappings are gone
 		}
 		rt := inst.rt
+		// Function pages mapped from the page store (Config.MapDiff) are file pages mapped
+		// before the UC's remaps were tracked: RecycleVM sees none of them, and the VM
+		// would keep the function's pages (and the slots, later rewritten) there.
+		var mapped []unikernel.DirtyRange
+		if inst.mappedDiff {
+			for _, r := range inst.fsnap.File.Runs {
+				if !r.Zero {
+					mapped = append(mapped, unikernel.DirtyRange{Start: r.Addr, End: r.Addr + uint64(r.Pages)*unikernel.PageSize, File: true})
+				}
+			}
+		}
 		vm, err := inst.uc.RecycleVM(func(g *unikernel.GuestMemory, dirty []unikernel.DirtyRange) error {
-			return resetToRuntime(g, rt, dirty)
+			return resetToRuntime(g, rt, append(dirty, mapped...))
 		})
 		if err != nil {
 			e.log.Warn("snapshots: VM not recycled", "err", err)
