@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -95,6 +96,7 @@ func (uc *UC) uncommittedResident() uint64 {
 		return 0
 	}
 	vmas := uc.k.as.snapshotVMAs()
+	residue := uc.vm.residue
 	base := hostAddr(mem)
 	var total uint64
 	pm, err := os.Open("/proc/self/pagemap")
@@ -111,7 +113,7 @@ func (uc *UC) uncommittedResident() uint64 {
 				return
 			}
 			for j := uint64(0); j < n; j++ {
-				if e := binary.LittleEndian.Uint64(buf[8*j:]); e&(1<<63) != 0 && e&(1<<61) == 0 {
+				if e := binary.LittleEndian.Uint64(buf[8*j:]); e&(1<<63) != 0 && e&(1<<61) == 0 && !inResidue(residue, (p+j)*pageSize) {
 					total += pageSize
 				}
 			}
@@ -160,4 +162,10 @@ func (uc *UC) uncommittedResident() uint64 {
 		scan(next, uint64(len(mem)))
 	}
 	return total
+}
+
+// inResidue reports whether guest address a lies in one of the sorted ranges r.
+func inResidue(r [][2]uint64, a uint64) bool {
+	i := sort.Search(len(r), func(i int) bool { return r[i][1] > a })
+	return i < len(r) && r[i][0] <= a
 }

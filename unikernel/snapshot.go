@@ -744,6 +744,12 @@ func (uc *UC) RecycleVM(reset func(g *GuestMemory, dirty []DirtyRange) error) (*
 	}
 	vm.used = false
 	vm.free = nil
+	vm.residue = vm.residue[:0]
+	for _, d := range dirty {
+		if !d.File {
+			vm.residue = append(vm.residue, [2]uint64{d.Start, d.End})
+		}
+	}
 	return vm, nil
 }
 

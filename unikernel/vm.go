@@ -265,6 +265,11 @@ type VM struct {
 	free   []*vcpu // vCPUs of exited threads, reused by clone
 	closed bool
 	used   bool // a UC has been created on it
+	// residue lists, sorted, the guest ranges whose pages a recycle (RecycleVM) left the
+	// process's own: pages an earlier UC made private stay private when the image is
+	// copied back into them. The memory guard does not count them against the next UC:
+	// they are host memory the VM already holds, wherever the new guest's mappings are.
+	residue [][2]uint64
 }
 
 // NewVM creates a VM with size bytes of guest address space (a multiple of 2 MiB, at most
