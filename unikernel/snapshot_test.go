@@ -217,16 +217,28 @@ func TestSnapshotPython(t *testing.T) {
 	if err := uc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	quiesce(t, uc)
-	if _, err := uc.MemoryRuns(false); err == nil {
-		t.Fatal("a diff of a booted UC was allowed")
-	}
-	st, err := uc.Capture()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g := st.VCPU[0].GPRs; !st.VCPU[0].InCall || g[0] != 0 && g[0] != 19 || g[5] != 0 { // read or readv of fd 0
-		t.Fatalf("launcher not captured in read(0): %+v", st.VCPU[0].GPRs)
+	// The launcher is quiescent more than once on its way to read(0): its main thread
+	// also sleeps in futex waits while it starts its flush-request thread. Capture it
+	// where the executor does, awaiting its first request.
+	var st *VMState
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		quiesce(t, uc)
+		if _, err := uc.MemoryRuns(false); err == nil {
+			t.Fatal("a diff of a booted UC was allowed")
+		}
+		if st, err = uc.Capture(); err != nil {
+			t.Fatal(err)
+		}
+		if g := st.VCPU[0].GPRs; st.VCPU[0].InCall && (g[0] == 0 || g[0] == 19) && g[5] == 0 { // read or readv of fd 0
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("launcher not captured in read(0): %+v", st.VCPU[0].GPRs)
+		}
+		if err := uc.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
 	}
 	memFile, pages := saveFull(t, uc)
 	t.Logf("runtime image: %d non-zero pages (%d KiB), %d mappings, %d descriptors", pages, pages*4, len(st.Memory.VMAs), len(st.LibOS.FDs))
