@@ -30,9 +30,10 @@ run() { # name, then the arguments
 }
 
 # Throughput: the same workload against seuss, boot and process in one process.
-run new-functions-python run --scenario new-functions --activations 100 --parallel 2 --kind python:3.11 \
+# The decisive runs' workload (loadtest/compare.py repeats it 7 times and takes medians).
+run new-functions-python run --scenario new-functions --activations 300 --parallel 2 --kind python:3.11 \
 	--compare boot,process --plot "$OUT/new-functions-python.svg"
-run new-functions-nodejs run --scenario new-functions --activations 20 --parallel 2 --kind nodejs:20 \
+run new-functions-nodejs run --scenario new-functions --activations 200 --parallel 2 --kind nodejs:20 \
 	--compare boot,process --plot "$OUT/new-functions-nodejs.svg"
 run repeat-python run --scenario repeat --activations 1000 --parallel 4 --kind python:3.11 \
 	--compare process --plot "$OUT/repeat-python.svg"
