@@ -124,6 +124,9 @@ type Executor struct {
 	// mu guards paths (activations by deployment path).
 	mu    sync.Mutex
 	paths map[activation.Path]uint64
+	// dupCaptures counts C's that skipped their capture: another of the same function
+	// was being captured.
+	dupCaptures int64
 }
 
 var _ activation.Executor = (*Executor)(nil)
@@ -219,6 +222,9 @@ type Stats struct {
 	// Of the restores into recycled VMs: those that found one ready and those that waited
 	// for one being recycled; Spares counts idle UCs recycled ahead of need.
 	RecycledReady, RecycledWaited, Spares int64
+	// DuplicateCaptures counts C's that left the capture to another C of the same
+	// function in progress.
+	DuplicateCaptures int64
 }
 
 // Stats reports the pool and the path counts.
@@ -232,7 +238,8 @@ func (e *Executor) Stats() Stats {
 	}
 	return Stats{Live: ps.Live, Idle: ps.Idle, ReservedMB: ps.ReservedMB, Paths: p,
 		Recycled: e.shells.recycledHits.Load(), Mapped: e.shells.mappedHits.Load(), Fresh: e.shells.freshShells.Load(),
-		RecycledReady: e.shells.recycledReady.Load(), RecycledWaited: e.shells.recycledWaited.Load(), Spares: e.shells.spares.Load()}
+		RecycledReady: e.shells.recycledReady.Load(), RecycledWaited: e.shells.recycledWaited.Load(), Spares: e.shells.spares.Load(),
+		DuplicateCaptures: e.dupCaptures}
 }
 
 // LivePrivateBytes returns, for each live UC, the bytes of guest memory it holds of its
@@ -729,6 +736,35 @@ var capturePages = sync.Pool{New: func() any { return new([]byte) }}
 // is paused; the page store and the file are written in the background. A failure is
 // logged and the activation goes on.
 func (e *Executor) captureFunction(ctx context.Context, inst *instance, job *activation.Job, initLine []byte) {
+	root, _ := e.root(inst.kind)
+	h := Header{ID: e.functionID(inst.kind, root, job), Namespace: job.Key.Namespace, FQN: job.Key.FQN,
+		Revision: job.Key.Revision, CodeDigest: job.Key.CodeDigest, InitDigest: initDigest(&job.Init)}
+	// One capture per function at a time: C's of a new action that arrive together each
+	// init their own UC, but only the first captures; the others' snapshots would replace
+	// it with the same state (each capture costs its UC a pause and the store ~1-2 ms of
+	// CPU). Deploys meanwhile wait on done for the first one's snapshot (pendingWait).
+	done := make(chan struct{})
+	e.pendingMu.Lock()
+	if e.pending[h.ID] != nil {
+		e.pendingMu.Unlock()
+		e.mu.Lock()
+		e.dupCaptures++
+		e.mu.Unlock()
+		return
+	}
+	e.pending[h.ID] = done
+	e.pendingMu.Unlock()
+	stored := false
+	defer func() {
+		if !stored {
+			e.pendingMu.Lock()
+			if e.pending[h.ID] == done {
+				delete(e.pending, h.ID)
+			}
+			e.pendingMu.Unlock()
+			close(done)
+		}
+	}()
 	// The launcher is back in read(0) within about a millisecond of its answer; a guest
 	// that is not (a thread busy, or asleep in a call that cannot be restarted) costs the
 	// activation at most this long and goes without a function snapshot.
@@ -783,14 +819,8 @@ func (e *Executor) captureFunction(ctx context.Context, inst *instance, job *act
 	if e.cfg.Trace != nil {
 		e.cfg.Trace(RestoreTrace{Path: "capture", Quiesce: t1.Sub(t0), Capture: t2.Sub(t1), Scan: t3.Sub(t2), Copy: time.Since(t3)})
 	}
-	root, _ := e.root(inst.kind)
-	h := Header{ID: e.functionID(inst.kind, root, job), Namespace: job.Key.Namespace, FQN: job.Key.FQN,
-		Revision: job.Key.Revision, CodeDigest: job.Key.CodeDigest, InitDigest: initDigest(&job.Init)}
 	parent := inst.parent
-	done := make(chan struct{})
-	e.pendingMu.Lock()
-	e.pending[h.ID] = done
-	e.pendingMu.Unlock()
+	stored = true // the goroutine below ends the pending capture
 	e.captures.add()
 	go func() {
 		defer e.captures.done()

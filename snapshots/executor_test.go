@@ -534,3 +534,40 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("metrics %v", got)
 	}
 }
+
+// TestOneCaptureAtATime: a C of an action whose function snapshot another C is still
+// capturing inits its own UC but leaves the capture to the first (it would only replace
+// it with the same state). The first capture is held in the Trace hook, inside the window.
+func TestOneCaptureAtATime(t *testing.T) {
+	e := newExec(t, Config{SnapshotDir: t.TempDir()})
+	defer e.Close()
+	run(t, e, pyJob("boot", counterPy, "1"), activation.PathBoot, 1)
+	inCapture, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e.cfg.Trace = func(tr RestoreTrace) {
+		if tr.Path == "capture" {
+			once.Do(func() { close(inCapture); <-release })
+		}
+	}
+	first := make(chan *activation.Outcome, 1)
+	go func() {
+		out, err := e.Run(context.Background(), pyJob("twice", counterPy, "1"))
+		if err != nil {
+			t.Error(err)
+		}
+		first <- out
+	}()
+	<-inCapture
+	// The first is captured but not stored: this one waits pendingWait, then takes C too.
+	run(t, e, pyJob("twice", counterPy, "1"), activation.PathCold, 1)
+	if n := e.Stats().DuplicateCaptures; n != 1 {
+		t.Errorf("duplicate captures %d, want 1", n)
+	}
+	close(release)
+	if out := <-first; out == nil || out.Path != activation.PathCold || out.RunStatus != 200 {
+		t.Fatalf("first: %+v", out)
+	}
+	e.WaitSnapshots()
+	e.DropIdle()
+	run(t, e, pyJob("twice", counterPy, "1"), activation.PathWarm, 1)
+}
