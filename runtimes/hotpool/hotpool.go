@@ -128,7 +128,20 @@ func (p *Pool[K, T]) Reserve(mb int) (victims []T, err error) {
 	return victims, nil
 }
 
-// Release gives back mb reserved for an instance that was not started.
+// TryReserve reserves mb when it fits the budget as it is, evicting nothing: for memory
+// worth holding only while there is room (the snapshots executor charges its recycled
+// VMs this way). False when it does not fit, or after Close. Release gives it back.
+func (p *Pool[K, T]) TryReserve(mb int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.reserved+mb > p.cfg.BudgetMB {
+		return false
+	}
+	p.reserved += mb
+	return true
+}
+
+// Release gives back mb reserved for an instance that was not started (or by TryReserve).
 func (p *Pool[K, T]) Release(mb int) {
 	p.mu.Lock()
 	p.reserved -= mb

@@ -307,3 +307,36 @@ func TestConcurrent(t *testing.T) {
 	}
 	t.Logf("%d evicted, %d expired, %d dropped", ended.Load(), expired.Load(), n)
 }
+
+// TestTryReserve: TryReserve takes only the room left, evicting no idle instance, and
+// refuses after Close; what it reserved counts against Reserve until Released.
+func TestTryReserve(t *testing.T) {
+	p := newPool(1000, time.Minute, nil)
+	a := start(t, p, "a", "a1", 600)
+	park(t, p, a)
+	if p.TryReserve(500) {
+		t.Fatal("TryReserve took 500 MB with 400 left")
+	}
+	if st := p.Stats(); st.Idle != 1 || st.ReservedMB != 600 {
+		t.Fatalf("TryReserve evicted or reserved: %+v", st)
+	}
+	if !p.TryReserve(400) {
+		t.Fatal("TryReserve refused 400 MB with 400 left")
+	}
+	// Reserve makes room by evicting the idle instance only: the 400 MB stay reserved.
+	if v, err := p.Reserve(100); err != nil || len(v) != 1 {
+		t.Fatalf("Reserve(100) with 400 MB held by TryReserve: %v %v", names(v), err)
+	}
+	if v, err := p.Reserve(600); !errors.Is(err, errFull) || len(v) != 0 {
+		t.Fatalf("Reserve(600): %v %v", names(v), err)
+	}
+	p.Release(400)
+	if v, err := p.Reserve(600); err != nil || len(v) != 0 {
+		t.Fatalf("Reserve(600) after Release: %v %v", names(v), err)
+	}
+	p.Release(600)
+	p.Close()
+	if p.TryReserve(1) {
+		t.Fatal("TryReserve after Close")
+	}
+}
