@@ -179,6 +179,9 @@ func New(cfg Config) (*Executor, error) {
 		e.store = st
 	}
 	e.shells = newShellPool(cfg.AddressSpace, cfg.Shells)
+	// Recycled VMs hold host memory (their residue) until a restore takes them: it is
+	// charged to the budget, where there is room (reserve drops them when it needs it).
+	e.shells.charge, e.shells.uncharge = e.pool.TryReserve, e.pool.Release
 	ctx, cancel := context.WithCancel(context.Background())
 	e.shells.cancel = cancel
 	go e.shells.run(ctx)
@@ -213,7 +216,10 @@ func (e *Executor) Close() error {
 // Stats is a snapshot of the executor's state.
 type Stats struct {
 	Live, Idle int
-	ReservedMB int
+	// ReservedMB is the memory limits of live UCs (and of those being started);
+	// RecycledMB what the recycled VMs waiting for a restore are charged (their residue,
+	// rounded up to MB). Both count against Config.MemoryBudgetMB.
+	ReservedMB, RecycledMB int
 	// Paths counts activations by deployment path.
 	Paths map[activation.Path]uint64
 	// Restores into recycled VMs, into fresh shells mapped ahead, and into fresh shells
@@ -229,14 +235,19 @@ type Stats struct {
 
 // Stats reports the pool and the path counts.
 func (e *Executor) Stats() Stats {
+	// The recycled VMs' charge changes only with the shells' lock held: read together,
+	// the pool's reservation and the charge add up to what the budget holds.
+	e.shells.mu.Lock()
 	ps := e.pool.Stats()
+	recMB := e.shells.recycledMB
+	e.shells.mu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := map[activation.Path]uint64{}
 	for k, v := range e.paths {
 		p[k] = v
 	}
-	return Stats{Live: ps.Live, Idle: ps.Idle, ReservedMB: ps.ReservedMB, Paths: p,
+	return Stats{Live: ps.Live, Idle: ps.Idle, ReservedMB: ps.ReservedMB - recMB, RecycledMB: recMB, Paths: p,
 		Recycled: e.shells.recycledHits.Load(), Mapped: e.shells.mappedHits.Load(), Fresh: e.shells.freshShells.Load(),
 		RecycledReady: e.shells.recycledReady.Load(), RecycledWaited: e.shells.recycledWaited.Load(), Spares: e.shells.spares.Load(),
 		DuplicateCaptures: e.dupCaptures}
@@ -309,7 +320,9 @@ func (e *Executor) recycleVM(inst *instance) {
 			inst.vm.Close()
 			return
 		}
-		e.shells.putMapped(rt, vm)
+		if !e.shells.putMapped(rt, vm) {
+			e.log.Debug("snapshots: recycled VM closed: no room kept for it", "runtime", rt.ID, "residue_mb", residueMB(vm))
+		}
 	}()
 }
 
@@ -1071,6 +1084,15 @@ func (e *Executor) takeIdle(job *activation.Job, kind runtimes.Kind) *instance {
 	return inst
 }
 
+// reserve reserves memMB for a new UC. Room is made first by evicting idle UCs (least
+// recently used first, Pool.Reserve), then, when busy UCs and recycled VMs still fill
+// the budget, by closing recycled VMs, least recently recycled first. Idle UCs go
+// first: an evicted idle UC frees its whole memory limit and its VM is recycled for its
+// runtime snapshot, charged only its residue (a few MB for python, tens for node,
+// against a limit of 256 MB by default), so its action's next activation (W into a
+// recycled VM) costs about what H did; a recycled VM dropped frees only its residue,
+// and every C and W of its runtime snapshot pays 7-9 ms of first-touch faults in a
+// fresh shell while none is left.
 func (e *Executor) reserve(memMB int) error {
 	// Victims are out of the pool even when no room was made: they are ended all the
 	// same (their memory is no longer counted).
@@ -1078,7 +1100,38 @@ func (e *Executor) reserve(memMB int) error {
 	for _, v := range evict {
 		e.retire(v)
 	}
-	return err
+	if !errors.Is(err, ErrNoCapacity) {
+		return err
+	}
+	// With the shells' lock held, the VMs recycled from the victims above (in the
+	// background) cannot take back the room freed here before it is reserved.
+	var drop []*unikernel.VM
+	e.shells.mu.Lock()
+	if e.pool.Stats().ReservedMB-e.shells.recycledMB+memMB > e.cfg.MemoryBudgetMB {
+		// Busy UCs alone leave no room: the recycled VMs stay.
+		e.shells.mu.Unlock()
+		return err
+	}
+	ok := e.pool.TryReserve(memMB)
+	for !ok {
+		vm := e.shells.dropOldestLocked()
+		if vm == nil {
+			break
+		}
+		drop = append(drop, vm)
+		ok = e.pool.TryReserve(memMB)
+	}
+	e.shells.mu.Unlock()
+	for _, vm := range drop {
+		vm.Close()
+	}
+	if len(drop) > 0 {
+		e.log.Debug("snapshots: recycled VMs closed to make room", "n", len(drop), "reserved", ok)
+	}
+	if !ok {
+		return err
+	}
+	return nil
 }
 
 func (e *Executor) park(inst *instance) {

@@ -14,6 +14,8 @@ var (
 	descLive = prometheus.NewDesc("seuss_instances_live", "UCs alive (running or idle).", nil, nil)
 	descIdle = prometheus.NewDesc("seuss_instances_idle", "Idle UCs kept for their action (path H).", nil, nil)
 	descRes  = prometheus.NewDesc("seuss_instances_reserved_megabytes", "Memory limits of live UCs, MB.", nil, nil)
+	descRec  = prometheus.NewDesc("seuss_recycled_vms_megabytes",
+		"Memory held by recycled VMs waiting for a restore (their residue), charged to the memory budget with the UCs' limits, MB.", nil, nil)
 	descSnap = prometheus.NewDesc("seuss_snapshots", "Snapshots cached, by type (runtime, function).", []string{"type"}, nil)
 	descFoot = prometheus.NewDesc("seuss_function_snapshot_cache_bytes",
 		"Function snapshot cache footprint: state files and page-store pages, each page once.", nil, nil)
@@ -25,7 +27,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (e *Executor) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPaths, descLive, descIdle, descRes, descSnap, descFoot, descFunc, descUC} {
+	for _, d := range []*prometheus.Desc{descPaths, descLive, descIdle, descRes, descRec, descSnap, descFoot, descFunc, descUC} {
 		ch <- d
 	}
 }
@@ -39,6 +41,7 @@ func (e *Executor) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLive, prometheus.GaugeValue, float64(st.Live))
 	ch <- prometheus.MustNewConstMetric(descIdle, prometheus.GaugeValue, float64(st.Idle))
 	ch <- prometheus.MustNewConstMetric(descRes, prometheus.GaugeValue, float64(st.ReservedMB))
+	ch <- prometheus.MustNewConstMetric(descRec, prometheus.GaugeValue, float64(st.RecycledMB))
 	m := e.Memory()
 	ch <- prometheus.MustNewConstMetric(descSnap, prometheus.GaugeValue, float64(m.RuntimeSnapshots), TypeRuntime)
 	ch <- prometheus.MustNewConstMetric(descSnap, prometheus.GaugeValue, float64(m.FunctionSnapshots), TypeFunction)

@@ -10,6 +10,20 @@ import (
 	"github.com/seuss-go/seuss/unikernel"
 )
 
+// recycledVM is a recycled VM and what it is charged against the memory budget: its
+// residue (the pages its earlier UC made private, still the process's own after the
+// copy back), rounded up to MB.
+type recycledVM struct {
+	vm  *unikernel.VM
+	mb  int
+	seq uint64
+}
+
+// residueMB is the charge of a recycled VM: its residue rounded up to MB.
+func residueMB(vm *unikernel.VM) int {
+	return int((vm.ResidueBytes() + 1<<20 - 1) >> 20)
+}
+
 // shellPool keeps VM shells of one size ready: KVM_CREATE_VM, the memory slot
 // (~0.6-0.8 ms per GiB here), the system area and one vCPU are paid ahead, not on the
 // restore path. A shell serves one UC and is closed with it.
@@ -35,12 +49,24 @@ type shellPool struct {
 	// runtime snapshot: a restore of that snapshot skips the mapping (0.3-0.8 ms here).
 	mu     sync.Mutex
 	mapped map[*RuntimeSnapshot]chan *unikernel.VM
-	// recycled holds VMs of idle UCs reset to a runtime snapshot (taken first).
-	recycled map[*RuntimeSnapshot][]*unikernel.VM
+	// recycled holds VMs of idle UCs reset to a runtime snapshot (taken first), each
+	// list least recently recycled first.
+	recycled map[*RuntimeSnapshot][]recycledVM
+	// recycledMB is what the recycled VMs are charged against the memory budget (the sum
+	// of their mb); seq orders them by when they were kept.
+	recycledMB int
+	seq        uint64
+	// charge reserves mb against the memory budget without making room (false when it
+	// does not fit), uncharge gives it back; nil: recycled VMs are not charged.
+	charge   func(mb int) bool
+	uncharge func(mb int)
 	// recycling counts VMs of each runtime snapshot being recycled; changed is closed
 	// (and replaced) when one is done.
 	recycling map[*RuntimeSnapshot]int
 	changed   chan struct{}
+	// waiters holds, by runtime snapshot, the restores waiting in takeRecycled (oldest
+	// first), each with a channel (buffered, 1) putMapped hands a recycled VM over by.
+	waiters map[*RuntimeSnapshot][]chan *unikernel.VM
 
 	once   sync.Once
 	cancel context.CancelFunc
@@ -49,8 +75,8 @@ type shellPool struct {
 
 func newShellPool(size uint64, n int) *shellPool {
 	p := &shellPool{size: size, ch: make(chan *unikernel.VM, max(n, 1)), kick: make(chan struct{}, 1), done: make(chan struct{}),
-		mapped: map[*RuntimeSnapshot]chan *unikernel.VM{}, recycled: map[*RuntimeSnapshot][]*unikernel.VM{},
-		recycling: map[*RuntimeSnapshot]int{}, changed: make(chan struct{})}
+		mapped: map[*RuntimeSnapshot]chan *unikernel.VM{}, recycled: map[*RuntimeSnapshot][]recycledVM{},
+		recycling: map[*RuntimeSnapshot]int{}, changed: make(chan struct{}), waiters: map[*RuntimeSnapshot][]chan *unikernel.VM{}}
 	p.vcpus.Store(1)
 	return p
 }
@@ -149,9 +175,7 @@ func (p *shellPool) get() (*unikernel.VM, error) {
 // for more. ok is false when the caller has to map it itself.
 func (p *shellPool) getMapped(rt *RuntimeSnapshot) (vm *unikernel.VM, ok bool, err error) {
 	p.mu.Lock()
-	if l := p.recycled[rt]; len(l) > 0 {
-		vm = l[len(l)-1]
-		p.recycled[rt] = l[:len(l)-1]
+	if vm = p.popRecycledLocked(rt); vm != nil {
 		p.mu.Unlock()
 		p.recycledHits.Add(1)
 		return vm, true, nil
@@ -184,18 +208,80 @@ func (p *shellPool) getMapped(rt *RuntimeSnapshot) (vm *unikernel.VM, ok bool, e
 	return vm, false, err
 }
 
-// putMapped offers a shell that holds rt's memory (a recycled VM) to the pool; it is
-// closed when the pool has no room.
-func (p *shellPool) putMapped(rt *RuntimeSnapshot, vm *unikernel.VM) {
+// putMapped offers a shell that holds rt's memory (a recycled VM) to the pool: to a
+// restore waiting for one (takeRecycled) as it is, or kept, its residue charged to the
+// memory budget. It is closed when the pool has no room, or the budget none for the
+// charge (kept is false). A recycled VM waits for a restore that may never come: it
+// does not make room for itself by evicting idle UCs.
+func (p *shellPool) putMapped(rt *RuntimeSnapshot, vm *unikernel.VM) (kept bool) {
+	mb := residueMB(vm)
 	p.mu.Lock()
-	if _, ok := p.mapped[rt]; ok && len(p.recycled[rt]) < maxRecycled {
-		p.recycled[rt] = append(p.recycled[rt], vm)
-		vm = nil
+	_, ok := p.mapped[rt]
+	if l := p.waiters[rt]; ok && len(l) > 0 {
+		// Uncharged: the restore takes it now, and its UC has reserved its own limit.
+		l[0] <- vm
+		p.unwaitLocked(rt, l[0])
+		p.mu.Unlock()
+		return true
+	}
+	if ok && len(p.recycled[rt]) < maxRecycled && (p.charge == nil || p.charge(mb)) {
+		p.seq++
+		p.recycled[rt] = append(p.recycled[rt], recycledVM{vm: vm, mb: mb, seq: p.seq})
+		p.recycledMB += mb
+		kept = true
 	}
 	p.mu.Unlock()
-	if vm != nil {
+	if !kept {
 		vm.Close()
 	}
+	return kept
+}
+
+// popRecycledLocked takes the most recently recycled VM of rt out of the pool, its
+// charge released (the restore's UC reserves its own memory limit); nil when none.
+func (p *shellPool) popRecycledLocked(rt *RuntimeSnapshot) *unikernel.VM {
+	l := p.recycled[rt]
+	if len(l) == 0 {
+		return nil
+	}
+	r := l[len(l)-1]
+	p.recycled[rt] = l[:len(l)-1]
+	p.unchargeLocked(r.mb)
+	return r.vm
+}
+
+// unchargeLocked gives back the charge of a recycled VM leaving the pool.
+func (p *shellPool) unchargeLocked(mb int) {
+	p.recycledMB -= mb
+	if p.uncharge != nil {
+		p.uncharge(mb)
+	}
+}
+
+// dropOldestLocked takes the least recently recycled VM (of any runtime snapshot) out of
+// the pool, its charge released; the caller closes it. nil when none is left.
+func (p *shellPool) dropOldestLocked() *unikernel.VM {
+	var old *RuntimeSnapshot
+	for rt, l := range p.recycled {
+		if len(l) > 0 && (old == nil || l[0].seq < p.recycled[old][0].seq) {
+			old = rt
+		}
+	}
+	if old == nil {
+		return nil
+	}
+	l := p.recycled[old]
+	r := l[0]
+	p.recycled[old] = append(l[:0], l[1:]...)
+	p.unchargeLocked(r.mb)
+	return r.vm
+}
+
+// chargedMB is what the recycled VMs are charged against the memory budget.
+func (p *shellPool) chargedMB() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.recycledMB
 }
 
 // recycleStart says a VM of rt is being recycled; recycleDone that it is back (or not).
@@ -216,30 +302,43 @@ func (p *shellPool) recycleDone(rt *RuntimeSnapshot) {
 }
 
 // takeRecycled returns a recycled VM of rt, waiting up to d while some are being
-// recycled; ok is false when none came.
+// recycled; ok is false when none came. While it waits, a VM recycled for rt is handed
+// to it (putMapped), never charged: the room it would take may already be the restore's.
 func (p *shellPool) takeRecycled(rt *RuntimeSnapshot, d time.Duration) (vm *unikernel.VM, ok bool) {
 	var t *time.Timer
+	var w chan *unikernel.VM
+	expired := false
 	for {
 		p.mu.Lock()
-		if l := p.recycled[rt]; len(l) > 0 {
-			vm = l[len(l)-1]
-			p.recycled[rt] = l[:len(l)-1]
+		if w != nil {
+			select {
+			case vm = <-w:
+			default:
+			}
+		}
+		if vm == nil {
+			vm = p.popRecycledLocked(rt)
+		}
+		if vm != nil || expired || p.recycling[rt] == 0 || d <= 0 {
+			p.unwaitLocked(rt, w)
 			p.mu.Unlock()
-			p.recycledHits.Add(1)
 			if t != nil {
 				t.Stop()
+			}
+			if vm == nil {
+				return nil, false
+			}
+			p.recycledHits.Add(1)
+			if t != nil {
 				p.recycledWaited.Add(1)
 			} else {
 				p.recycledReady.Add(1)
 			}
 			return vm, true
 		}
-		if p.recycling[rt] == 0 || d <= 0 {
-			p.mu.Unlock()
-			if t != nil {
-				t.Stop()
-			}
-			return nil, false
+		if w == nil {
+			w = make(chan *unikernel.VM, 1)
+			p.waiters[rt] = append(p.waiters[rt], w)
 		}
 		ch := p.changed
 		p.mu.Unlock()
@@ -249,8 +348,28 @@ func (p *shellPool) takeRecycled(rt *RuntimeSnapshot, d time.Duration) (vm *unik
 		select {
 		case <-ch:
 		case <-t.C:
-			return nil, false
+			expired = true // look once more: a VM may have been handed over meanwhile
 		}
+	}
+}
+
+// unwaitLocked takes a restore's channel out of rt's waiters (nothing is sent to it
+// afterwards); w may be nil.
+func (p *shellPool) unwaitLocked(rt *RuntimeSnapshot, w chan *unikernel.VM) {
+	if w == nil {
+		return
+	}
+	l := p.waiters[rt]
+	for i, x := range l {
+		if x == w {
+			l = append(l[:i:i], l[i+1:]...)
+			break
+		}
+	}
+	if len(l) == 0 {
+		delete(p.waiters, rt)
+	} else {
+		p.waiters[rt] = l
 	}
 }
 
@@ -295,10 +414,13 @@ func (p *shellPool) forget(rt *RuntimeSnapshot) {
 	delete(p.mapped, rt)
 	rec := p.recycled[rt]
 	delete(p.recycled, rt)
+	for _, r := range rec {
+		p.unchargeLocked(r.mb)
+	}
 	p.mu.Unlock()
 	drain(ch)
-	for _, vm := range rec {
-		vm.Close()
+	for _, r := range rec {
+		r.vm.Close()
 	}
 }
 
@@ -325,8 +447,9 @@ func (p *shellPool) close() {
 		delete(p.mapped, rt)
 	}
 	for rt, l := range p.recycled {
-		for _, vm := range l {
-			vm.Close()
+		for _, r := range l {
+			p.unchargeLocked(r.mb)
+			r.vm.Close()
 		}
 		delete(p.recycled, rt)
 	}
