@@ -139,38 +139,6 @@ func BenchmarkDeploy(b *testing.B) {
 				b.ReportMetric(float64(private)/float64(b.N), "pages-private")
 				b.ReportMetric(float64(faults)/float64(b.N), "host-minflt")
 			})
-			b.Run("W-mapdiff", func(b *testing.B) {
-				e.cfg.MapDiff = true
-				defer func() { e.cfg.MapDiff = false }()
-				var mem time.Duration
-				var reads int
-				e.cfg.Trace = func(t RestoreTrace) { mem += t.Memory; reads = t.DiffReads }
-				defer func() { e.cfg.Trace = nil }()
-				e.DropIdle()
-				var d []time.Duration
-				for i := 0; i < b.N; i++ {
-					d = append(d, mustRun(e, job("w"), activation.PathWarm))
-					e.DropIdle()
-				}
-				report(b, d)
-				b.ReportMetric(float64(mem/time.Duration(b.N))/1e3, "memory-us")
-				b.ReportMetric(float64(reads), "mappings")
-			})
-			b.Run("W-anondiff", func(b *testing.B) {
-				e.cfg.AnonDiff = true
-				defer func() { e.cfg.AnonDiff = false }()
-				var mem time.Duration
-				e.cfg.Trace = func(t RestoreTrace) { mem += t.Memory }
-				defer func() { e.cfg.Trace = nil }()
-				e.DropIdle()
-				var d []time.Duration
-				for i := 0; i < b.N; i++ {
-					d = append(d, mustRun(e, job("w"), activation.PathWarm))
-					e.DropIdle()
-				}
-				report(b, d)
-				b.ReportMetric(float64(mem/time.Duration(b.N))/1e3, "memory-us")
-			})
 			b.Run("W-recycle", func(b *testing.B) {
 				e.cfg.NoRecycle = false
 				defer func() { e.cfg.NoRecycle = true }()
@@ -195,40 +163,6 @@ func BenchmarkDeploy(b *testing.B) {
 				b.ReportMetric(float64(mem/time.Duration(b.N))/1e3, "memory-us")
 				b.ReportMetric(float64(inGuest/time.Duration(b.N))/1e3, "in-guest-us")
 				b.ReportMetric(float64(e.shells.recycledHits.Load()), "recycled-hits")
-			})
-			b.Run("W-prefetch", func(b *testing.B) {
-				e.cfg.Prefetch = true
-				defer func() { e.cfg.Prefetch = false }()
-				var pf time.Duration
-				e.cfg.Trace = func(t RestoreTrace) { pf += t.Prefetch }
-				defer func() { e.cfg.Trace = nil }()
-				e.DropIdle()
-				mustRun(e, job("w"), activation.PathWarm) // records the working set
-				e.DropIdle()
-				var d []time.Duration
-				for i := 0; i < b.N; i++ {
-					d = append(d, mustRun(e, job("w"), activation.PathWarm))
-					e.DropIdle()
-				}
-				report(b, d)
-				b.ReportMetric(float64(pf/time.Duration(b.N))/1e3, "prefetch-us")
-			})
-			b.Run("W-guestprefetch", func(b *testing.B) {
-				e.cfg.GuestPrefetch = true
-				defer func() { e.cfg.GuestPrefetch = false }()
-				var pf time.Duration
-				e.cfg.Trace = func(t RestoreTrace) { pf += t.Prefetch }
-				defer func() { e.cfg.Trace = nil }()
-				e.DropIdle()
-				mustRun(e, job("w"), activation.PathWarm)
-				e.DropIdle()
-				var d []time.Duration
-				for i := 0; i < b.N; i++ {
-					d = append(d, mustRun(e, job("w"), activation.PathWarm))
-					e.DropIdle()
-				}
-				report(b, d)
-				b.ReportMetric(float64(pf/time.Duration(b.N))/1e3, "prefetch-us")
 			})
 			b.Run("H", func(b *testing.B) {
 				e.DropIdle()

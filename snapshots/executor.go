@@ -51,25 +51,12 @@ type Config struct {
 	Log *slog.Logger
 	// Trace, when set, receives the phases of every restore (benchmarks).
 	Trace func(RestoreTrace)
-	// Prefetch records the pages the first run after a W restore touches and populates
-	// the host's page tables for them (MADV_POPULATE_READ) on later W restores of the
-	// same function snapshot (REAP's working-set prefetch, host side only).
-	Prefetch bool
-	// GuestPrefetch touches the recorded working set from inside the guest (a loop on a
-	// spare vCPU, unikernel.VM.Prefault) before the restored UC runs.
-	GuestPrefetch bool
-	// MapDiff maps a function snapshot's pages from the page store (MAP_PRIVATE, one
-	// mapping per run of consecutive slots) instead of copying them in.
-	MapDiff bool
 	// NoRecycle closes the VM of every UC that ends. By default the VM of an idle C or W
 	// UC that is evicted or expires is recycled: the runtime image is copied back into the
 	// pages that differ from it, every mapping stays as it was (so the host's and the
 	// hypervisor's page tables stay filled), and the VM serves the next restore of that
 	// runtime snapshot (unikernel.UC.RecycleVM). W then takes 1-2 ms instead of 8-13.
 	NoRecycle bool
-	// AnonDiff maps fresh anonymous memory over each data run before copying the pages
-	// in (a fresh-page fault instead of a copy-on-write fault of the runtime file's page).
-	AnonDiff bool
 }
 
 // RestoreTrace is where the time of one restore went.
@@ -79,9 +66,8 @@ type RestoreTrace struct {
 	// memory file and applying the function diff; State: the library OS and the vCPUs
 	// (the rest of RestoreOnVM); Start: starting the threads.
 	Shell, Memory, State, Start time.Duration
-	// Map is the part of Memory spent mapping the runtime memory file; Prefetch the
-	// part spent populating the working set.
-	Map, Prefetch time.Duration
+	// Map is the part of Memory spent mapping the runtime memory file.
+	Map time.Duration
 	// DiffPages and DiffReads: pages copied from the page store and the reads it took.
 	DiffPages, DiffReads int
 	// For Path "capture" (a function snapshot taken on C, the UC paused): waiting for
@@ -297,23 +283,9 @@ func (e *Executor) recycleVM(inst *instance) {
 		defer e.recycles.done()
 		defer e.shells.recycleDone(inst.rt)
 		inst.stop()
-		if inst.release != nil {
-			defer inst.release() // after the page store's mappings are gone
-		}
 		rt := inst.rt
-		// Function pages mapped from the page store (Config.MapDiff) are file pages mapped
-		// before the UC's remaps were tracked: RecycleVM sees none of them, and the VM
-		// would keep the function's pages (and the slots, later rewritten) there.
-		var mapped []unikernel.DirtyRange
-		if inst.mappedDiff {
-			for _, r := range inst.fsnap.File.Runs {
-				if !r.Zero {
-					mapped = append(mapped, unikernel.DirtyRange{Start: r.Addr, End: r.Addr + uint64(r.Pages)*unikernel.PageSize, File: true})
-				}
-			}
-		}
 		vm, err := inst.uc.RecycleVM(func(g *unikernel.GuestMemory, dirty []unikernel.DirtyRange) error {
-			return resetToRuntime(g, rt, append(dirty, mapped...))
+			return resetToRuntime(g, rt, dirty)
 		})
 		if err != nil {
 			e.log.Warn("snapshots: VM not recycled", "err", err)
@@ -516,11 +488,6 @@ func (e *Executor) Run(ctx context.Context, job *activation.Job) (*activation.Ou
 	}
 	complete := inst.logs.Wait(earliest(deadline, time.Now().Add(logGrace)))
 	out.Logs, out.LogsTruncated = inst.logs.Take()
-	if f := inst.fsnap; (e.cfg.Prefetch || e.cfg.GuestPrefetch) && out.Path == activation.PathWarm && f.workingSet() == nil {
-		if ws, err := inst.uc.PresentRuns(); err == nil {
-			f.setWorkingSet(ws)
-		}
-	}
 	if out.RunStatus == 200 && complete && inst.replies.ok() {
 		e.park(inst)
 	} else {
@@ -537,9 +504,6 @@ const pendingWait = 100 * time.Millisecond
 
 // captureWait bounds the wait for a C instance to become quiescent after its init.
 const captureWait = 2 * time.Second
-
-// madvPopulateRead is MADV_POPULATE_READ (Linux 5.14): fault pages in, readable.
-const madvPopulateRead = 22
 
 func earliest(a, b time.Time) time.Time {
 	if a.Before(b) {
@@ -563,7 +527,7 @@ func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activati
 	}
 	fid := e.functionID(kind, root, job)
 	// Acquired: its pages stay in the page store while the restore reads them, whatever
-	// happens to the snapshot meanwhile (keepPages releases it).
+	// happens to the snapshot meanwhile (released once they are copied in).
 	f := e.store.Acquire(fid)
 	if f == nil {
 		e.pendingMu.Lock()
@@ -587,7 +551,7 @@ func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activati
 			e.log.Warn("snapshots: function snapshot without its runtime snapshot; deleting it", "id", fid, "action", job.Key.FQN)
 			e.store.RemoveFunction(fid)
 		} else if inst, err := e.restore(kind, root, job, rt, f); err == nil {
-			e.keepPages(inst, f)
+			e.store.Release(f)
 			return inst, activation.PathWarm, nil
 		} else {
 			e.store.Release(f)
@@ -625,19 +589,6 @@ func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activati
 		e.shells.forget(rt)
 	}
 	return nil, "", fmt.Errorf("snapshots: no runtime snapshot of %s could be made", kind.Name)
-}
-
-// keepPages ends the Acquire of the function snapshot a W instance was restored from:
-// now, its pages copied into the guest; or, when they were mapped from the page store
-// (Config.MapDiff: the guest reads the slots themselves until it writes them), when the
-// instance ends.
-func (e *Executor) keepPages(inst *instance, f *FunctionSnapshot) {
-	if !inst.mappedDiff {
-		e.store.Release(f)
-		return
-	}
-	var once sync.Once
-	inst.release = func() { once.Do(func() { e.store.Release(f) }) }
 }
 
 func (e *Executor) functionID(kind runtimes.Kind, root *runtimes.Root, job *activation.Job) string {
@@ -996,28 +947,6 @@ func (e *Executor) restoreOnVM(vm *unikernel.VM, mapped bool, shell time.Duratio
 				}
 				continue
 			}
-			if e.cfg.MapDiff {
-				// Map runs of consecutive slots from the page store, copy-on-write.
-				inst.mappedDiff = true
-				for i := 0; i < len(r.Slots); {
-					j := i + 1
-					for j < len(r.Slots) && r.Slots[j] == r.Slots[j-1]+1 {
-						j++
-					}
-					if err := g.MapFile(r.Addr+uint64(i)*unikernel.PageSize, uint64(j-i)*unikernel.PageSize, pages.Fd(), int64(r.Slots[i])*unikernel.PageSize); err != nil {
-						return err
-					}
-					tr.DiffReads++
-					i = j
-				}
-				tr.DiffPages += len(r.Slots)
-				continue
-			}
-			if e.cfg.AnonDiff {
-				if err := g.Zero(r.Addr, n); err != nil {
-					return err
-				}
-			}
 			dst, err := g.Bytes(r.Addr, n)
 			if err != nil {
 				return err
@@ -1027,21 +956,6 @@ func (e *Executor) restoreOnVM(vm *unikernel.VM, mapped bool, shell time.Duratio
 			}
 			tr.DiffPages += len(r.Slots)
 			tr.DiffReads++
-		}
-		if ws := f.workingSet(); e.cfg.Prefetch && ws != nil {
-			tp := time.Now()
-			for _, w := range ws {
-				// Best effort: a range the guest has since unmapped fails harmlessly.
-				_ = g.Advise(w[0], w[1]-w[0], madvPopulateRead)
-			}
-			tr.Prefetch = time.Since(tp)
-		}
-		if ws := f.workingSet(); e.cfg.GuestPrefetch && ws != nil {
-			tp := time.Now()
-			if err := vm.Prefault(ws); err != nil {
-				return err
-			}
-			tr.Prefetch += time.Since(tp)
 		}
 		return nil
 	})

@@ -473,36 +473,6 @@ func TestConcurrentNewFunction(t *testing.T) {
 	}
 }
 
-// TestMapDiffRecycled: the VM of a W restored with Config.MapDiff (its function's pages
-// mapped from the page store) is recycled with the runtime image back over those pages:
-// the next restores into it, C of another action then W, run right.
-func TestMapDiffRecycled(t *testing.T) {
-	e := newExec(t, Config{SnapshotDir: t.TempDir(), MapDiff: true})
-	defer e.Close()
-	run(t, e, pyJob("a", counterPy, "1"), activation.PathBoot, 1)
-	run(t, e, pyJob("w", counterPy, "1"), activation.PathCold, 1)
-	e.WaitSnapshots()
-	e.DropIdle()
-	run(t, e, pyJob("w", counterPy, "1"), activation.PathWarm, 1)
-	e.DropIdle()
-	rec := e.Stats().Recycled
-	other := "import json\nM = {'k': list(range(5000))}\ndef main(args):\n    M['n'] = M.get('n', 0) + 1\n    print('run', M['n'])\n    return {\"n\": M['n'], \"s\": sum(M['k'])}\n"
-	out := run(t, e, pyJob("x", other, "1"), activation.PathCold, 1)
-	if e.Stats().Recycled != rec+1 {
-		t.Fatalf("the C did not take the recycled VM (recycled %d -> %d)", rec, e.Stats().Recycled)
-	}
-	if !strings.Contains(string(out.RunResponse), `"s": 12497500`) {
-		t.Fatalf("x: %s", out.RunResponse)
-	}
-	e.WaitSnapshots()
-	e.DropIdle()
-	run(t, e, pyJob("w", counterPy, "1"), activation.PathWarm, 1)
-	out = run(t, e, pyJob("x", other, "1"), activation.PathWarm, 1)
-	if !strings.Contains(string(out.RunResponse), `"s": 12497500`) {
-		t.Fatalf("x: %s", out.RunResponse)
-	}
-}
-
 func TestMetrics(t *testing.T) {
 	e := newExec(t, Config{SnapshotDir: t.TempDir()})
 	defer e.Close()

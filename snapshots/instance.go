@@ -36,10 +36,6 @@ type instance struct {
 	// snapshot under a C or W instance (its VM can be recycled for rt).
 	fsnap *FunctionSnapshot
 	rt    *RuntimeSnapshot
-	// mappedDiff: its function snapshot's pages are mapped from the page store
-	// (Config.MapDiff); release ends the Acquire that keeps them there (keepPages).
-	mappedDiff bool
-	release    func()
 }
 
 func newInstance(kind runtimes.Kind, key activation.ActionKey, memMB int) *instance {
@@ -92,9 +88,6 @@ func (inst *instance) close() {
 	inst.stop()
 	if inst.vm != nil {
 		inst.vm.Close()
-	}
-	if inst.release != nil {
-		inst.release()
 	}
 }
 

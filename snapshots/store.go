@@ -127,21 +127,6 @@ type FunctionSnapshot struct {
 	// snapshot's page, which the restore then loads.
 	pins     int
 	unlinked bool
-
-	wsMu sync.Mutex
-	ws   [][2]uint64 // working set of the first run after a W restore (Config.Prefetch)
-}
-
-func (f *FunctionSnapshot) workingSet() [][2]uint64 {
-	f.wsMu.Lock()
-	defer f.wsMu.Unlock()
-	return f.ws
-}
-
-func (f *FunctionSnapshot) setWorkingSet(ws [][2]uint64) {
-	f.wsMu.Lock()
-	defer f.wsMu.Unlock()
-	f.ws = ws
 }
 
 // ErrInUse: another process has the snapshot directory open for writing.

@@ -519,14 +519,6 @@ func (g *GuestMemory) Bytes(addr, n uint64) ([]byte, error) {
 	return g.vm.mem[addr : addr+n : addr+n], nil
 }
 
-// Advise passes madvise advice (e.g. unix.MADV_WILLNEED) for a guest range to the host.
-func (g *GuestMemory) Advise(addr, n uint64, advice int) error {
-	if err := g.check(addr, n); err != nil {
-		return err
-	}
-	return madvise(hostAddr(g.vm.mem)+uintptr(addr), uintptr(n), advice)
-}
-
 // PrepareVCPUs creates n vCPUs ahead of a restore (for VM shells kept in a pool): a restore
 // takes them in order instead of creating its own.
 func (vm *VM) PrepareVCPUs(n int) error {
@@ -664,32 +656,6 @@ func RestoreOnVM(vm *VM, cfg Config, st *VMState, load func(*GuestMemory) error)
 	uc.refreshTimePage()
 	uc.loaded = true
 	return uc, nil
-}
-
-// PresentRuns lists the ranges of the guest's mappings that are present in the host's
-// page tables (touched since the restore or boot): a working set to prefetch (REAP).
-func (uc *UC) PresentRuns() ([][2]uint64, error) {
-	pm, err := os.Open("/proc/self/pagemap")
-	if err != nil {
-		return nil, err
-	}
-	defer pm.Close()
-	var out [][2]uint64
-	for _, v := range uc.k.as.snapshotVMAs() {
-		if err := scanPagemap(pm, uc.vm.mem, v.start, v.end, true, func(a, e uint64) {
-			if e&pmPresent == 0 {
-				return
-			}
-			if n := len(out); n > 0 && out[n-1][1] == a {
-				out[n-1][1] = a + pageSize
-				return
-			}
-			out = append(out, [2]uint64{a, a + pageSize})
-		}); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }
 
 // GuestMemory returns a VM shell's memory for loading ahead of a restore (a pool maps a
