@@ -3,7 +3,6 @@ package unikernel
 import (
 	"context"
 
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -31,21 +30,7 @@ func TestMemGuardRecycledResidue(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.wait(t, "^ready")
-	quiesce(t, uc)
-	st, err := uc.Capture()
-	if err != nil {
-		t.Fatal(err)
-	}
-	memFile, _ := saveFull(t, uc)
-	img, err := os.ReadFile(memFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(memFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	st, memFile, img, f := captureImage(t, uc)
 
 	cfg1, g1 := regionsConfig(root)
 	life1 := restoreFrom(t, st, memFile, nil, cfg1)

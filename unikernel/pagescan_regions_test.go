@@ -82,21 +82,7 @@ func TestScansFindEveryRegion(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := g.wait(t, "^regions ")
-	quiesce(t, uc)
-	st, err := uc.Capture()
-	if err != nil {
-		t.Fatal(err)
-	}
-	memFile, _ := saveFull(t, uc)
-	img, err := os.ReadFile(memFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(memFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	st, memFile, img, f := captureImage(t, uc)
 
 	var vm *VM
 	for life, marker := range []string{"SEUSS-SCAN-MARKER-ONE", "SEUSS-SCAN-MARKER-TWO"} {
@@ -164,6 +150,29 @@ func TestScansFindEveryRegion(t *testing.T) {
 			t.Fatalf("life %d: a recycled VM's memory differs from the image", life)
 		}
 	}
+}
+
+// captureImage quiesces and captures uc with its whole memory saved: the state, the
+// memory file, its bytes (the image a recycled VM must equal) and the file opened (for
+// resetFromImage's remaps; closed when the test ends).
+func captureImage(t *testing.T, uc *UC) (*VMState, string, []byte, *os.File) {
+	t.Helper()
+	quiesce(t, uc)
+	st, err := uc.Capture()
+	if err != nil {
+		t.Fatal(err)
+	}
+	memFile, _ := saveFull(t, uc)
+	img, err := os.ReadFile(memFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(memFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return st, memFile, img, f
 }
 
 // resetFromImage puts the image back over dirty, as package snapshots does: pages copied
