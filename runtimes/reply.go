@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"syscall"
+	"time"
 )
 
 // ErrBadReply is wrapped by DecodeReply for a line that is not a launcher answer.
@@ -66,3 +68,13 @@ func WarmupInit(k Kind) []byte {
 
 // WarmupRun is the run line of the warm-up activation.
 var WarmupRun = []byte(`{"value":{"warm":"up","n":[1,2,3]},"namespace":"seuss","action_name":"/seuss/warmup","action_version":"0.0.1","activation_id":"00000000000000000000000000000000","transaction_id":"warmup","deadline":"0"}` + "\n")
+
+// The flush request (see the package comment): the signal an executor sends a launcher
+// that outlived its time limit, how long it waits for the answer, and the answer on fd 3.
+const (
+	FlushSignal = syscall.SIGUSR2
+	FlushWait   = 100 * time.Millisecond
+)
+
+// FlushedLine is the launcher's answer to the flush request, once its logs are written.
+var FlushedLine = []byte("!flushed\n")

@@ -4,29 +4,26 @@ import (
 	"bytes"
 	"syscall"
 	"time"
-)
 
-// flushWait bounds the wait for a timed-out launcher's logs before it is killed.
-const flushWait = 100 * time.Millisecond
+	"github.com/seuss-go/seuss/runtimes"
+)
 
 // flushLogs is the flush request (runtimes/doc.go) to a launcher that outlived its time
 // limit: SIGUSR2 to the launcher's process (not its group), which the python launcher
 // takes in a thread waiting in sigwait, writes the logs it holds, then "!flushed" on
-// fd 3. It reads fd 3 for that line at most flushWait; the logs are in the pipes before
+// fd 3. It reads fd 3 for that line at most runtimes.FlushWait; the logs are in the pipes before
 // it, and fail drains them once the group is dead. The nodejs launcher has no handler:
 // the signal ends it at once (it writes a late run's logs through itself). Nothing of
 // this is on the normal path.
 func (inst *instance) flushLogs() {
-	if syscall.Kill(inst.cmd.Process.Pid, syscall.SIGUSR2) != nil {
+	if syscall.Kill(inst.cmd.Process.Pid, runtimes.FlushSignal) != nil {
 		return
 	}
-	_ = inst.reply.SetReadDeadline(time.Now().Add(flushWait))
+	_ = inst.reply.SetReadDeadline(time.Now().Add(runtimes.FlushWait))
 	for {
 		line, err := inst.rd.ReadBytes('\n')
-		if err != nil || bytes.Equal(line, flushedLine) {
+		if err != nil || bytes.Equal(line, runtimes.FlushedLine) {
 			return
 		}
 	}
 }
-
-var flushedLine = []byte("!flushed\n")
