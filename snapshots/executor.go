@@ -525,7 +525,8 @@ func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activati
 		inst, err := e.boot(ctx, kind, root, job, false)
 		return inst, activation.PathBoot, err
 	}
-	fid := e.functionID(kind, root, job)
+	idig := initDigest(&job.Init)
+	fid := FunctionID(kind.Name, root.Digest(), job.Key.Namespace, job.Key.FQN, job.Key.Revision, job.Key.CodeDigest, idig)
 	// Acquired: its pages stay in the page store while the restore reads them, whatever
 	// happens to the snapshot meanwhile (released once they are copied in).
 	f := e.store.Acquire(fid)
@@ -578,6 +579,7 @@ func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activati
 		}
 		inst, err := e.restore(kind, root, job, rt, nil)
 		if err == nil {
+			inst.fid, inst.initDigest = fid, idig // for its capture
 			return inst, activation.PathCold, nil
 		}
 		e.log.Warn("snapshots: runtime snapshot not restored; falling back to boot", "id", rt.ID, "err", err)
@@ -589,10 +591,6 @@ func (e *Executor) deploy(ctx context.Context, kind runtimes.Kind, job *activati
 		e.shells.forget(rt)
 	}
 	return nil, "", fmt.Errorf("snapshots: no runtime snapshot of %s could be made", kind.Name)
-}
-
-func (e *Executor) functionID(kind runtimes.Kind, root *runtimes.Root, job *activation.Job) string {
-	return FunctionID(kind.Name, root.Digest(), job.Key.Namespace, job.Key.FQN, job.Key.Revision, job.Key.CodeDigest, initDigest(&job.Init))
 }
 
 // perActivation are init-env values that differ for every activation: left out of the
@@ -700,9 +698,10 @@ var capturePages = sync.Pool{New: func() any { return new([]byte) }}
 // is paused; the page store and the file are written in the background. A failure is
 // logged and the activation goes on.
 func (e *Executor) captureFunction(ctx context.Context, inst *instance, job *activation.Job, initLine []byte) {
-	root, _ := e.root(inst.kind)
-	h := Header{ID: e.functionID(inst.kind, root, job), Namespace: job.Key.Namespace, FQN: job.Key.FQN,
-		Revision: job.Key.Revision, CodeDigest: job.Key.CodeDigest, InitDigest: initDigest(&job.Init)}
+	// Its id and init digest were computed by deploy (initDigest encodes and hashes the
+	// whole init message: the action's code).
+	h := Header{ID: inst.fid, Namespace: job.Key.Namespace, FQN: job.Key.FQN,
+		Revision: job.Key.Revision, CodeDigest: job.Key.CodeDigest, InitDigest: inst.initDigest}
 	// One capture per function at a time: C's of a new action that arrive together each
 	// init their own UC, but only the first captures; the others' snapshots would replace
 	// it with the same state (each capture costs its UC a pause and the store ~1-2 ms of

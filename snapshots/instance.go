@@ -36,6 +36,8 @@ type instance struct {
 	// snapshot under a C or W instance (its VM can be recycled for rt).
 	fsnap *FunctionSnapshot
 	rt    *RuntimeSnapshot
+	// fid and initDigest name the function snapshot a C instance captures.
+	fid, initDigest string
 }
 
 func newInstance(kind runtimes.Kind, key activation.ActionKey, memMB int) *instance {
