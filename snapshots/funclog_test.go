@@ -210,7 +210,7 @@ func TestFunctionLogReplay(t *testing.T) {
 	if !s.RemoveFunction("fn-b") {
 		t.Fatal("fn-b not removed")
 	}
-	s.Function("fn-a")
+	s.Release(s.Acquire("fn-a")) // a hit: fn-a is the most recent
 	if got := functionIDs(s); got != "fn-a,fn-c" {
 		t.Fatalf("before restart: %s", got)
 	}

@@ -710,24 +710,10 @@ func FunctionID(kind, rootDigest, namespace, fqn, revision, codeDigest, initDige
 	return "fn-" + hex.EncodeToString(h.Sum(nil))[:40]
 }
 
-// Function returns a function snapshot by id (counting a hit), or nil.
-func (s *Store) Function(id string) *FunctionSnapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f := s.funcs[id]
-	if f == nil {
-		return nil
-	}
-	f.Hits++
-	f.LastUsed = time.Now()
-	s.lru.MoveToFront(f.elem)
-	return f
-}
-
-// Acquire is Function for a restore: the snapshot's pages stay in the page store, its
-// slots unreleased, until Release, even if the snapshot is replaced (PutFunction of the
-// same id: two C paths of one action captured at once), evicted or removed meanwhile.
-// nil when there is none.
+// Acquire returns a function snapshot by id for a restore (counting a hit), or nil: its
+// pages stay in the page store, its slots unreleased, until Release, even if the snapshot
+// is replaced (PutFunction of the same id: two C paths of one action captured at once),
+// evicted or removed meanwhile.
 func (s *Store) Acquire(id string) *FunctionSnapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
